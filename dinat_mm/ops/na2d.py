@@ -1,0 +1,131 @@
+"""2-D (dilated) neighborhood attention: the operator, its argument checks and backend dispatch."""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from . import natten_backend
+from .neighborhood import plan_2d
+
+IntPair = Union[int, Sequence[int]]
+BACKENDS = ('auto', 'torch', 'natten')
+
+
+def _pair(value: IntPair, name: str) -> Tuple[int, int]:
+    if isinstance(value, bool):
+        raise TypeError(f'{name} must be an int or a pair of ints, got {value!r}')
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, Sequence) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return int(value[0]), int(value[1])
+    raise TypeError(f'{name} must be an int or a pair of ints, got {value!r}')
+
+
+def check_args(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_size: IntPair,
+               dilation: IntPair, rpb: Optional[torch.Tensor], backend: str
+               ) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """Validate na2d's arguments; returns (kernel_size, dilation) as pairs."""
+    ks, dil = _pair(kernel_size, 'kernel_size'), _pair(dilation, 'dilation')
+    if any(k < 3 or k % 2 == 0 for k in ks):
+        raise ValueError(f'kernel_size must be odd and >= 3, got {kernel_size!r}')
+    if any(d < 1 for d in dil):
+        raise ValueError(f'dilation must be >= 1, got {dilation!r}')
+    if backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+    for name, t in (('query', query), ('key', key), ('value', value)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 5:
+            raise ValueError(f'{name} must be a 5-D tensor [batch, heads, height, width, head_dim], '
+                             f'got {getattr(t, "shape", type(t))}')
+        if not t.is_floating_point():
+            raise TypeError(f'{name} must be a floating-point tensor, got {t.dtype}')
+    if key.shape != query.shape or value.shape != query.shape:
+        raise ValueError(f'query, key and value must have the same shape, got '
+                         f'{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}')
+    if len({query.dtype, key.dtype, value.dtype}) != 1 or len({query.device, key.device, value.device}) != 1:
+        raise ValueError('query, key and value must share one dtype and one device')
+    _, heads, height, width, _ = query.shape
+    if height < ks[0] * dil[0] or width < ks[1] * dil[1]:
+        raise ValueError(
+            f'input of {height}x{width} (height x width) is smaller than kernel_size*dilation = '
+            f'{ks[0] * dil[0]}x{ks[1] * dil[1]}; pad it first (the DiNAT backbone does)')
+    if rpb is not None:
+        expected = (heads, 2 * ks[0] - 1, 2 * ks[1] - 1)
+        if tuple(rpb.shape) != expected:
+            raise ValueError(f'rpb must have shape [heads, 2*kh-1, 2*kw-1] = {list(expected)}, '
+                             f'got {list(rpb.shape)}')
+    return ks, dil
+
+
+def na2d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_size: IntPair,
+         dilation: IntPair = 1, rpb: Optional[torch.Tensor] = None, scale: Optional[float] = None,
+         backend: str = 'torch', attn_drop: float = 0.0) -> torch.Tensor:
+    """Dilated neighborhood attention over a 2-D map.
+
+    Each query attends to its ``kernel_size`` neighbours under natten's rule (see
+    :mod:`dinat_mm.ops.neighborhood`): softmax over the window of
+    ``q . k * scale + rpb[h, k-1 + drow/d, k-1 + dcol/d]``, then the weighted sum of the values.
+
+    Args:
+        query, key, value: ``[batch, heads, height, width, head_dim]``.
+        kernel_size: odd int >= 3, or an (h, w) pair.
+        dilation: int >= 1, or an (h, w) pair. height >= kh*dh and width >= kw*dw.
+        rpb: optional relative positional bias ``[heads, 2kh-1, 2kw-1]``.
+        scale: defaults to ``head_dim ** -0.5``.
+        backend: ``'torch'`` (exact pure PyTorch), ``'natten'`` (an error where the installed natten
+            cannot serve the call) or ``'auto'`` (natten only where it is known to serve).
+        attn_drop: dropout probability on the attention weights (training only).
+
+    Returns:
+        ``[batch, heads, height, width, head_dim]`` in the dtype of ``query``.
+    """
+    ks, dil = check_args(query, key, value, kernel_size, dilation, rpb, backend)
+    if scale is None:
+        scale = query.shape[-1] ** -0.5
+    if backend != 'torch':
+        reason = natten_backend.why_not(query, rpb, attn_drop)
+        if reason is None:
+            return natten_backend.na2d(query, key, value, ks, dil, rpb, scale)
+        if backend == 'natten':
+            raise RuntimeError(f"backend='natten' cannot serve this call: {reason}")
+    return na2d_torch(query, key, value, ks, dil, rpb, scale, attn_drop)
+
+
+def na2d_torch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_size: Tuple[int, int],
+               dilation: Tuple[int, int], rpb: Optional[torch.Tensor], scale: float,
+               attn_drop: float = 0.0) -> torch.Tensor:
+    """Exact pure-PyTorch path: tiles of queries against the key regions that hold their windows.
+
+    Memory is O(N * k^2): a tile of t*t queries scores (t+k-1)^2 keys; keys outside a query's
+    window get -inf. Tiles that share a window pattern share one bias block, broadcast inside
+    scaled_dot_product_attention. Half precision is computed in float32.
+    """
+    out_dtype = query.dtype
+    compute = torch.float32 if out_dtype in (torch.float16, torch.bfloat16) else out_dtype
+    batch, heads, height, width, dim = query.shape
+    plan = plan_2d(height, width, kernel_size, dilation, query.device)
+    query_rows, key_rows, output_rows, group_sizes = plan.batched(batch)
+
+    def gather(x: torch.Tensor, index: torch.Tensor, size: int) -> Tuple[torch.Tensor, ...]:
+        # Positions as rows of heads*dim: whole-row copies are several times faster than a gather
+        # along a middle dimension. The [heads, tiles, size, dim] view needs no copy: the flash
+        # kernel of scaled_dot_product_attention reads it strided.
+        rows = x.permute(0, 2, 3, 1, 4).reshape(batch * height * width, heads * dim).to(compute)
+        tiles = rows.index_select(0, index).view(-1, size, heads, dim).permute(2, 0, 1, 3)
+        return tiles.split(group_sizes, dim=1)  # split, not slicing: its backward is one cat
+
+    queries = gather(query, query_rows, plan.tile_numel)
+    keys = gather(key, key_rows, plan.region_numel)
+    values = gather(value, key_rows, plan.region_numel)
+    values_rpb = query.new_zeros((1, plan.bias_index.max())) if rpb is None else rpb.reshape(heads, -1)
+    table = torch.cat([values_rpb.to(compute),
+                       values_rpb.new_full((values_rpb.shape[0], 1), float('-inf'), dtype=compute)], 1)
+    bias = table[:, plan.bias_index]  # [heads or 1, patterns, tile_numel, region_numel]
+    out = torch.cat([
+        F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, u, None], scale=scale,
+                                       dropout_p=attn_drop)
+        for u, (q, k, v) in enumerate(zip(queries, keys, values))], dim=1)
+    out = out.view(heads, -1, dim).index_select(1, output_rows)
+    return out.view(heads, batch, height, width, dim).transpose(0, 1).to(out_dtype)
