@@ -1,2 +1,11 @@
-"""dinat_mm: DiNAT backbone for OpenMMLab 2.x."""
-__version__ = "0.1.0"
+"""dinat_mm: the DiNAT backbone for OpenMMLab 2.x (mmdet 3.x, mmsegmentation 1.x).
+
+``import dinat_mm`` (or ``custom_imports=dict(imports=['dinat_mm'])`` in a config) registers the
+``DiNAT`` and ``NAT`` backbones.
+"""
+from . import registry  # noqa: F401  (registers DiNAT and NAT)
+from .models import NAT, DiNAT
+from .ops import na2d
+
+__version__ = '0.1.0'
+__all__ = ['DiNAT', 'NAT', 'na2d', '__version__']
