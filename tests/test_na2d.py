@@ -1,0 +1,162 @@
+"""na2d against the brute-force float64 definition: outputs, all four gradients, argument checks."""
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dinat_mm.ops import na2d
+from dinat_mm.ops import natten_backend
+from reference import na2d_brute, natten_window
+
+
+def _inputs(B, heads, H, W, D, kernel, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    q, k, v = (torch.randn(B, heads, H, W, D, generator=g, dtype=dtype) for _ in range(3))
+    rpb = torch.randn(heads, 2 * kh - 1, 2 * kw - 1, generator=g, dtype=dtype)
+    return q, k, v, rpb
+
+
+def _cases():
+    rnd = random.Random(1234)
+    cases = []
+    for kernel in (3, 5, 7, 9, 11, 13):
+        for dilation in (1, 2, 3):
+            H = kernel * dilation + rnd.randint(0, 2 * dilation + 1)
+            W = kernel * dilation + rnd.randint(0, 3 * dilation + 2)
+            cases.append((H, W, kernel, dilation, rnd.random() < 0.5))
+    # every dilation pair up to the size's maximum, odd and non-square sizes
+    for dh in range(1, 23 // 3 + 1):
+        for dw in range(1, 17 // 3 + 1):
+            cases.append((23, 17, 3, (dh, dw), (dh + dw) % 2 == 0))
+    cases += [(15, 9, (5, 3), (1, 2), True), (9, 21, (3, 7), (3, 1), False), (7, 7, 7, 1, True)]
+    return cases
+
+
+def test_window_rule_matches_known_natten_windows():
+    # Hand-written from natten's rule: borders shift the window, they never shrink it.
+    assert natten_window(5, 3, 1).tolist() == [[0, 1, 2], [0, 1, 2], [1, 2, 3], [2, 3, 4], [2, 3, 4]]
+    assert natten_window(7, 3, 2).tolist() == [[0, 2, 4], [1, 3, 5], [0, 2, 4], [1, 3, 5],
+                                               [2, 4, 6], [1, 3, 5], [2, 4, 6]]
+
+
+@pytest.mark.parametrize('H,W,kernel,dilation,with_rpb', _cases())
+def test_forward_and_gradients_match_brute_force(H, W, kernel, dilation, with_rpb):
+    q, k, v, rpb = _inputs(2, 2, H, W, 4, kernel, seed=H * 31 + W)
+    rpb = rpb if with_rpb else None
+    scale = 0.37 if (H + W) % 3 == 0 else None
+    leaves = [t.requires_grad_() for t in (q, k, v) + ((rpb,) if with_rpb else ())]
+    out = na2d(q, k, v, kernel, dilation, rpb=rpb, scale=scale)
+    ref = na2d_brute(q, k, v, kernel, dilation, rpb=rpb, scale=scale)
+    assert out.shape == q.shape and out.dtype == torch.float64
+    torch.testing.assert_close(out, ref, atol=1e-9, rtol=0)
+    grad_out = torch.randn_like(out)
+    got = torch.autograd.grad(out, leaves, grad_out)
+    want = torch.autograd.grad(ref, leaves, grad_out)
+    for name, a, b in zip('qkv' + 'r', got, want):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=0, msg=f'gradient of {name}')
+
+
+def test_float32_is_within_1e5_of_float64():
+    q, k, v, rpb = _inputs(1, 3, 19, 26, 16, 7)
+    out32 = na2d(q.float(), k.float(), v.float(), 7, (2, 3), rpb=rpb.float())
+    ref = na2d_brute(q, k, v, 7, (2, 3), rpb=rpb)
+    assert out32.dtype == torch.float32
+    torch.testing.assert_close(out32.double(), ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_half_precision_is_accepted_and_close(dtype):
+    q, k, v, rpb = _inputs(1, 2, 14, 15, 8, 5, dtype=torch.float32)
+    out = na2d(q.to(dtype), k.to(dtype), v.to(dtype), 5, 2, rpb=rpb.to(dtype))
+    assert out.dtype == dtype
+    ref = na2d_brute(*(t.to(dtype).double() for t in (q, k, v)), 5, 2, rpb=rpb.to(dtype).double())
+    torch.testing.assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize('with_rpb', [False, True])
+def test_gradcheck(with_rpb):
+    q, k, v, rpb = _inputs(1, 2, 7, 8, 3, 3)
+    args = [q, k, v] + ([rpb] if with_rpb else [])
+    for t in args:
+        t.requires_grad_()
+
+    def f(*a):
+        return na2d(a[0], a[1], a[2], 3, (2, 1), rpb=a[3] if with_rpb else None, scale=0.8)
+
+    assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7)
+
+
+def test_attention_dropout_zero_in_eval_and_active_in_training():
+    q, k, v, _ = _inputs(1, 2, 9, 9, 4, 3, dtype=torch.float32)
+    torch.testing.assert_close(na2d(q, k, v, 3, 1, attn_drop=0.0), na2d(q, k, v, 3, 1))
+    torch.manual_seed(0)
+    assert not torch.allclose(na2d(q, k, v, 3, 1, attn_drop=0.5), na2d(q, k, v, 3, 1))
+
+
+@pytest.mark.parametrize('kwargs,error,words', [
+    (dict(kernel_size=4), ValueError, 'kernel_size must be odd'),
+    (dict(kernel_size=1), ValueError, 'kernel_size must be odd'),
+    (dict(kernel_size=(3, 3, 3)), TypeError, 'kernel_size'),
+    (dict(dilation=0), ValueError, 'dilation must be >= 1'),
+    (dict(dilation=3), ValueError, '12x14 (height x width) is smaller than kernel_size*dilation = 15x15'),
+    (dict(kernel_size=(3, 5), dilation=(1, 3)), ValueError, 'kernel_size*dilation = 3x15'),
+    (dict(rpb=torch.zeros(2, 5, 5)), ValueError, 'rpb must have shape [heads, 2*kh-1, 2*kw-1] = [2, 9, 9]'),
+    (dict(backend='cuda'), ValueError, 'backend must be one of'),
+])
+def test_argument_errors_name_the_argument(kwargs, error, words):
+    q, k, v, _ = _inputs(1, 2, 12, 14, 4, 5, dtype=torch.float32)
+    args = dict(kernel_size=5, dilation=1)
+    args.update(kwargs)
+    with pytest.raises(error) as info:
+        na2d(q, k, v, **args)
+    assert words in str(info.value)
+
+
+def test_tensor_errors():
+    q = torch.randn(1, 2, 9, 9, 4)
+    with pytest.raises(ValueError, match='query must be a 5-D tensor'):
+        na2d(q[0], q[0], q[0], 3)
+    with pytest.raises(TypeError, match='key must be a floating-point tensor'):
+        na2d(q, q.long(), q, 3)
+    with pytest.raises(ValueError, match='same shape'):
+        na2d(q, q[..., :2], q, 3)
+
+
+def test_natten_backend_is_an_error_where_natten_cannot_serve_and_auto_falls_back():
+    q, k, v, rpb = _inputs(1, 2, 9, 9, 4, 3, dtype=torch.float32)
+    reason = natten_backend.why_not(q, rpb)
+    assert reason  # on CPU natten serves nothing: 0.21 has no CPU kernels, 0.17 does not import
+    with pytest.raises(RuntimeError, match="backend='natten' cannot serve this call"):
+        na2d(q, k, v, 3, rpb=rpb, backend='natten')
+    torch.testing.assert_close(na2d(q, k, v, 3, rpb=rpb, backend='auto'), na2d(q, k, v, 3, rpb=rpb))
+
+
+def test_natten_fused_api_serves_only_cuda_without_rpb(monkeypatch):
+    monkeypatch.setattr(natten_backend, '_natten', lambda: (object(), 'fused'))
+    assert 'CPU' in natten_backend.why_not(torch.empty(1, 2, 9, 9, 4), None)
+    cuda_like = type('T', (), {'device': torch.device('cuda')})()
+    assert natten_backend.why_not(cuda_like, None) is None
+    assert 'relative positional bias' in natten_backend.why_not(cuda_like, torch.zeros(2, 5, 5))
+
+
+STAGE1_PEAK = r'''
+import resource, torch
+from dinat_mm.ops import na2d
+torch.set_num_threads(2)
+q, k, v = (torch.randn(1, 2, 200, 304, 32) for _ in range(3))
+rpb = torch.randn(2, 13, 13)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for d in (1, 28):
+    na2d(q, k, v, 7, d, rpb=rpb)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
+'''
+
+
+def test_stage1_shape_runs_well_under_1gb():
+    """200x304 map, 2 heads, head_dim 32, k 7: a full N x N score matrix would need 14.8 GB."""
+    out = subprocess.run([sys.executable, '-c', STAGE1_PEAK], capture_output=True, text=True, check=True)
+    extra_bytes = int(out.stdout.strip().splitlines()[-1])
+    assert extra_bytes < 0.5 * 2**30, f'na2d took {extra_bytes / 2**20:.0f} MiB beyond its inputs'
