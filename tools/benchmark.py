@@ -65,7 +65,7 @@ def child(kind: str, spec: str, threads: int, repeats: int) -> dict:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if kind == 'na2d':
         from dinat_mm.ops import na2d
-        height, width, heads, dilation = json.loads(spec)
+        height, width, heads, dilation = spec
         q, k, v = (torch.randn(1, heads, height, width, HEAD_DIM) for _ in range(3))
         rpb = torch.randn(heads, 2 * KERNEL - 1, 2 * KERNEL - 1)
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -87,7 +87,9 @@ def child(kind: str, spec: str, threads: int, repeats: int) -> dict:
 def run_child(kind: str, spec, threads: int, repeats: int) -> dict:
     out = subprocess.run([sys.executable, __file__, '--child', kind, json.dumps(spec),
                           '--threads', str(threads), '--repeats', str(repeats)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f'benchmark child {kind} {spec} failed:\n{out.stderr[-3000:]}')
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -113,8 +115,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         kind, spec = args.child
-        print(json.dumps(child(kind, json.loads(spec) if kind == 'na2d' else spec,
-                               args.threads, args.repeats)))
+        print(json.dumps(child(kind, json.loads(spec), args.threads, args.repeats)))
         return
 
     gemm = gemm_rate(args.threads)
