@@ -58,17 +58,28 @@ def na2d_stage_flops(height: int, width: int, heads: int) -> float:
     return 2 * 2 * height * width * KERNEL**2 * HEAD_DIM * heads
 
 
-def child(kind: str, spec: str, threads: int, repeats: int) -> dict:
+def _status_kib(field: str) -> int:
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ':'))
+
+
+def _reset_peak() -> int:
+    """Restart the peak-RSS counter (Linux >= 4.0) and return the current RSS in bytes. ru_maxrss
+    would not do: a child inherits its parent's high-water mark across fork and exec."""
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+    return _status_kib('VmRSS') * 1024
+
+
+def child(kind: str, spec, threads: int, repeats: int) -> dict:
     """Run one workload in this (fresh) process; report median time and resident-set growth."""
-    import resource
     torch.set_num_threads(threads)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if kind == 'na2d':
         from dinat_mm.ops import na2d
         height, width, heads, dilation = spec
         q, k, v = (torch.randn(1, heads, height, width, HEAD_DIM) for _ in range(3))
         rpb = torch.randn(heads, 2 * KERNEL - 1, 2 * KERNEL - 1)
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        base = _reset_peak()
         with torch.no_grad():
             fn = lambda: na2d(q, k, v, KERNEL, dilation, rpb=rpb)  # noqa: E731
             fn()
@@ -76,11 +87,10 @@ def child(kind: str, spec: str, threads: int, repeats: int) -> dict:
     else:
         model = build_backbone(spec)
         x = torch.randn(1, 3, 800, 1216)
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        base = _reset_peak()
         with torch.no_grad():
-            model(x)
-            times = [_timed(lambda: model(x)) for _ in range(1)]
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+            times = [_timed(lambda: model(x))]
+    peak = _status_kib('VmHWM') * 1024 - base
     return dict(time=statistics.median(times), peak=peak)
 
 
