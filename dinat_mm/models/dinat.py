@@ -18,6 +18,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 
+from ..checkpoint import load_into_backbone
 from ..ops import BACKENDS, na2d
 from .variants import ARCH_SETTINGS
 
@@ -263,20 +264,24 @@ class DiNAT(BaseModule):
         self._freeze_stages()
 
     def init_weights(self):
-        if self.init_cfg is None:
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    trunc_normal_(m.weight, std=0.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.LayerNorm):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
-                elif isinstance(m, NeighborhoodAttention2D):
-                    trunc_normal_(m.rpb, std=0.02)
-            self._is_init = True
+        pretrained = self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained'
+        if self.init_cfg is not None and not pretrained:
+            super().init_weights()  # any other mmengine initializer
             return
-        super().init_weights()
+        for m in self.modules():  # the release's initialisation; also what a checkpoint leaves missing
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, NeighborhoodAttention2D):
+                trunc_normal_(m.rpb, std=0.02)
+        if pretrained:
+            # Any supported layout (release, detector, Hugging Face, ours), loaded without running code.
+            load_into_backbone(self, self.init_cfg['checkpoint'], self.init_cfg.get('map_location', 'cpu'))
+        self._is_init = True
 
     def _frozen_modules(self) -> List[nn.Module]:
         if self.frozen_stages < 0:
