@@ -1,0 +1,186 @@
+"""What tools/train.py and tools/test.py need beyond mmengine's Runner, for mmdet and mmseg alike
+(the config's default_scope picks the library): CPU-friendly AMP and distributed settings, clear
+errors for missing data, configs and mismatched checkpoints."""
+from __future__ import annotations
+
+import os.path as osp
+from contextlib import contextmanager
+from typing import Dict, Iterator, List
+
+import random
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.optim import OptimWrapper
+from mmengine.registry import HOOKS, OPTIM_WRAPPERS
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; the tools print it without a traceback."""
+
+
+@OPTIM_WRAPPERS.register_module(force=True)
+class CPUBF16OptimWrapper(OptimWrapper):
+    """Mixed precision on CPU: forward under bfloat16 autocast. mmengine's AmpOptimWrapper asserts
+    a GPU; bfloat16 has float32's range, so no loss scaling is needed."""
+
+    @contextmanager
+    def optim_context(self, model: torch.nn.Module) -> Iterator[None]:
+        with super().optim_context(model), torch.autocast('cpu', dtype=torch.bfloat16):
+            yield
+
+
+@HOOKS.register_module(force=True)
+class RNGStateHook(Hook):
+    """Saves the random generators' states in checkpoints and restores them on resume, so that a
+    resumed run draws the same dropout, drop-path and RoI samples as an uninterrupted one
+    (mmengine 0.10.7 restores the weights, optimizer and data position, not these)."""
+
+    priority = 'VERY_LOW'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['rng_state'] = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
+                                       python=random.getstate())
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('rng_state')
+        if state is not None and runner._resume:  # load_from for fine-tuning keeps fresh randomness
+            torch.set_rng_state(state['torch'])
+            np.random.set_state(tuple(state['numpy']))
+            random.setstate(_tuples(state['python']))
+
+
+def _tuples(x):
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def load_config(path: str, cfg_options: Dict = None) -> Config:
+    if not osp.isfile(path):
+        raise UserError(f'config file not found: {path}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if cfg.get('default_scope') not in ('mmdet', 'mmseg'):
+        raise UserError(f"{path}: default_scope must be 'mmdet' or 'mmseg', got {cfg.get('default_scope')!r}")
+    return cfg
+
+
+def set_work_dir(cfg: Config, config_path: str, work_dir: str = None) -> None:
+    if work_dir:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def enable_amp(cfg: Config) -> None:
+    """--amp: float16 with loss scaling on GPU (mmengine's AmpOptimWrapper), bfloat16 autocast on CPU."""
+    if cfg.optim_wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper', 'CPUBF16OptimWrapper'):
+        raise UserError(f'--amp cannot wrap optim_wrapper type {cfg.optim_wrapper.type!r}')
+    if torch.cuda.is_available():
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    else:
+        cfg.optim_wrapper.type = 'CPUBF16OptimWrapper'
+
+
+def _walk(node, fn) -> None:
+    if isinstance(node, dict):
+        fn(node)
+        for value in node.values():
+            _walk(value, fn)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _walk(value, fn)
+
+
+def configure_launcher(cfg: Config, launcher: str) -> None:
+    """gloo when there is no GPU; without GPUs SyncBN cannot synchronise, so it becomes BN."""
+    cfg.launcher = launcher
+    if torch.cuda.is_available():
+        return
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if launcher != 'none':
+        if cfg.get('model_wrapper_cfg') is None:  # mmengine would pass device_ids=[rank]: GPU only
+            cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+                                         find_unused_parameters=cfg.get('find_unused_parameters', False))
+        def to_bn(d: dict) -> None:
+            if d.get('type') == 'SyncBN':
+                d['type'] = 'BN'
+        _walk(cfg._cfg_dict, to_bn)
+
+
+def dataset_paths(cfg: Config, loaders: List[str]) -> List[str]:
+    """The files and folders the config's datasets read from (data_root joined)."""
+    paths = []
+    for loader in loaders:
+        if cfg.get(loader) is None:
+            continue
+
+        def collect(d: dict) -> None:
+            root = d.get('data_root') or ''
+            if 'ann_file' in d and d['ann_file']:
+                paths.append(osp.join(root, d['ann_file']))
+            for value in (d.get('data_prefix') or {}).values():
+                if isinstance(value, str) and value:
+                    paths.append(osp.join(root, value))
+            if 'ann_file' not in d and 'data_prefix' not in d and d.get('data_root'):
+                paths.append(root)
+        dataset = cfg[loader].get('dataset')
+        if dataset is not None:
+            _walk(dataset.to_dict() if hasattr(dataset, 'to_dict') else dataset,
+                  lambda d: collect(d) if 'data_root' in d or 'ann_file' in d else None)
+    return list(dict.fromkeys(paths))
+
+
+def check_dataset_paths(cfg: Config, loaders: List[str]) -> None:
+    missing = [p for p in dataset_paths(cfg, loaders) if not osp.exists(p)]
+    if missing:
+        raise UserError('dataset not found: ' + ', '.join(missing) +
+                        ' (set data_root with --cfg-options or put the data there; README lists the layouts)')
+
+
+def check_checkpoint_matches(model: torch.nn.Module, path: str) -> None:
+    """Refuse a checkpoint written for another architecture (mmengine would only warn)."""
+    from .checkpoint import load_checkpoint_file
+    if not (path.startswith(('http://', 'https://')) or osp.isfile(path)):
+        raise UserError(f'checkpoint not found: {path}')
+    state = load_checkpoint_file(path)
+    state = state.get('state_dict', state) if isinstance(state, dict) else state
+    own = {k: v.shape for k, v in model.state_dict().items()}
+    common = [k for k in own if k in state]
+    mismatched = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k])}'
+                  for k in common if tuple(state[k].shape) != tuple(own[k])]
+    if len(common) < 0.5 * len(own) or mismatched:
+        detail = '; '.join(mismatched[:3]) or f'only {len(common)} of the model\'s {len(own)} keys present'
+        raise UserError(f'checkpoint {path} does not match the model built from the config '
+                        f'(another architecture?): {detail}')
+
+
+def enable_visualization(cfg: Config, show_dir: str) -> None:
+    """Draw predictions into ``show_dir`` with the library's visualizer hook."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise UserError('the config has no default_hooks.visualization to draw predictions with')
+    hook['draw'] = True
+    if cfg.default_scope == 'mmdet':
+        hook['test_out_dir'] = show_dir  # relative names would land under the run's own folder
+    else:
+        cfg.visualizer['save_dir'] = show_dir
+
+
+def add_dump_results(cfg: Config, out: str) -> None:
+    if not out.endswith(('.pkl', '.pickle')):
+        raise UserError(f'--out must be a .pkl file, got {out}')
+    dump = dict(type='DumpDetResults' if cfg.default_scope == 'mmdet' else 'DumpResults', out_file_path=out)
+    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+    cfg.test_evaluator = list(evaluators) + [dump]
+
+
+def enable_tta(cfg: Config) -> None:
+    if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+        raise UserError('--tta needs tta_model and tta_pipeline in the config')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model

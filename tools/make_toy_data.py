@@ -1,0 +1,27 @@
+"""Generate the embedded toy datasets (deterministic; nothing is downloaded).
+
+    python tools/make_toy_data.py coco data/toy_coco [--train 400] [--val 50] [--seed 0]
+    python tools/make_toy_data.py ade data/toy_ade [--train 300] [--val 50] [--seed 0]
+"""
+import argparse
+
+from dinat_mm.toydata import make_toy_ade, make_toy_coco
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('kind', choices=['coco', 'ade'])
+    parser.add_argument('out', help='output folder')
+    parser.add_argument('--train', type=int, help='number of training images')
+    parser.add_argument('--val', type=int, help='number of validation images')
+    parser.add_argument('--size', type=int, default=256, help='image side in pixels')
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+    make = make_toy_coco if args.kind == 'coco' else make_toy_ade
+    sizes = {k: v for k, v in (('num_train', args.train), ('num_val', args.val)) if v is not None}
+    root = make(args.out, size=args.size, seed=args.seed, **sizes)
+    print(f'toy {args.kind} dataset ready in {root}')
+
+
+if __name__ == '__main__':
+    main()
