@@ -1,7 +1,5 @@
 # Mask R-CNN with a DiNAT backbone and FPN on all four levels (mmdet 3.x).
 # Heads and train/test settings are mmdet's standard Mask R-CNN FPN ones, as in the DiNAT release.
-custom_imports = dict(imports=['dinat_mm'], allow_failed_imports=False)
-default_scope = 'mmdet'
 
 model = dict(
     type='MaskRCNN',

@@ -1,7 +1,5 @@
 # UPerNet with a DiNAT backbone (mmseg 1.x): UPerHead on all four levels, FCN auxiliary head on
 # level 2 with weight 0.4, as in the DiNAT release.
-custom_imports = dict(imports=['dinat_mm'], allow_failed_imports=False)
-default_scope = 'mmseg'
 
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 data_preprocessor = dict(

@@ -1,0 +1,167 @@
+"""Detection configs and tools: every shipped config builds offline and trains a step; the tools
+train, resume exactly, run distributed on CPU (gloo) and evaluate with CocoMetric."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from dinat_mm.checkpoint import load_checkpoint_file
+from dinat_mm.toydata import make_toy_coco
+
+REPO = Path(__file__).resolve().parents[1]
+DET_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('*maskrcnn_dinat_*_coco.py'))
+TOY = 'configs/toy/maskrcnn_dinat_mini_toy.py'
+
+
+def run_tool(*args, cwd=REPO, timeout=900, env=None):
+    out = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                         timeout=timeout, env=env)
+    assert out.returncode == 0, f'{args} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}'
+    return out.stdout + out.stderr
+
+
+def test_all_detection_configs_are_shipped():
+    names = {Path(c).name for c in DET_CONFIGS}
+    assert names == {f'maskrcnn_dinat_{v}_coco.py' for v in ('mini', 'tiny', 'small')} | \
+        {f'cascade_maskrcnn_dinat_{v}_coco.py' for v in ('mini', 'tiny', 'small', 'base', 'large')}
+
+
+@pytest.mark.parametrize('config', DET_CONFIGS)
+def test_config_builds_offline_trains_a_step_and_predicts(config):
+    from mmdet.registry import MODELS
+    from mmdet.testing import demo_mm_inputs
+    from mmdet.utils import register_all_modules
+    from mmengine.model import revert_sync_batchnorm
+    register_all_modules()
+    cfg = Config.fromfile(str(REPO / config))
+    assert cfg.model.backbone.type == 'DiNAT' and cfg.default_scope == 'mmdet'
+    assert cfg.model.backbone.init_cfg.checkpoint.startswith('https://shi-labs.com/projects/dinat/checkpoints/')
+    cfg.model.backbone.init_cfg = None  # no downloads in tests
+    torch.manual_seed(0)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    model.init_weights()
+    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 96), (3, 96, 64)], num_items=[2, 1],
+                          num_classes=80, with_mask=True)
+    model.train()
+    losses = model(**model.data_preprocessor(data, True), mode='loss')
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    assert torch.isfinite(total)
+    assert model.backbone.patch_embed.proj[0].weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        preds = model(**model.data_preprocessor(data, False), mode='predict')
+    assert len(preds) == 2 and preds[1].pred_instances.masks.shape[1:] == (96, 64)
+
+
+@pytest.fixture(scope='module')
+def toy_coco(tmp_path_factory):
+    return make_toy_coco(tmp_path_factory.mktemp('data') / 'toy_coco', num_train=16, num_val=4, seed=1)
+
+
+def _data(root):
+    return [f'{loader}.dataset.data_root={root}/' for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')] \
+        + [f'{ev}.ann_file={root}/annotations/instances_val.json' for ev in ('val_evaluator', 'test_evaluator')]
+
+
+def _train(root, work, iters, *extra):
+    return ['--work-dir', work, '--cfg-options', *_data(root), f'train_cfg.max_iters={iters}',
+            'train_cfg.val_interval=1000', f'default_hooks.checkpoint.interval={iters}', *extra]
+
+
+def _test(root, work):
+    return ['--work-dir', work, '--cfg-options', *_data(root)]
+
+
+@pytest.mark.slow
+def test_toy_run_through_train_and_test_tools(toy_coco, tmp_path):
+    work = tmp_path / 'work'
+    run_tool('tools/train.py', TOY, *_train(toy_coco, work, 3))
+    ckpt = work / 'iter_3.pth'
+    assert ckpt.is_file()
+    log = run_tool('tools/test.py', TOY, ckpt, '--show-dir', tmp_path / 'vis', '--out', tmp_path / 'preds.pkl',
+                   *_test(toy_coco, work))
+    metrics = dict(re.findall(r'(coco/(?:bbox|segm)_mAP): (-?[\d.]+)', log))
+    assert set(metrics) == {'coco/bbox_mAP', 'coco/segm_mAP'}
+    assert (tmp_path / 'preds.pkl').is_file()
+    assert len(list((tmp_path / 'vis').rglob('*.jpg'))) == 4
+
+
+@pytest.mark.slow
+def test_resume_ends_with_the_same_weights(toy_coco, tmp_path):
+    every2 = ('default_hooks.checkpoint.interval=2', 'randomness.deterministic=True')
+    run_tool('tools/train.py', TOY, *_train(toy_coco, tmp_path / 'straight', 4, *every2))
+    run_tool('tools/train.py', TOY, *_train(toy_coco, tmp_path / 'resumed', 2, *every2))
+    run_tool('tools/train.py', TOY, '--resume', tmp_path / 'resumed' / 'iter_2.pth',
+             *_train(toy_coco, tmp_path / 'resumed', 4, *every2))
+    straight = load_checkpoint_file(tmp_path / 'straight' / 'iter_4.pth')['state_dict']
+    resumed = load_checkpoint_file(tmp_path / 'resumed' / 'iter_4.pth')['state_dict']
+    assert straight.keys() == resumed.keys()
+    first = load_checkpoint_file(tmp_path / 'straight' / 'iter_2.pth')['state_dict']
+    assert any(not torch.equal(first[k], straight[k]) for k in straight)  # training moved the weights
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training_then_test(toy_coco, tmp_path):
+    work = tmp_path / 'dist'
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29517', OMP_NUM_THREADS='1')
+    out = subprocess.run(['bash', 'tools/dist_train.sh', TOY, '2', *map(str, _train(toy_coco, work, 2))],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    assert 'Distributed training: True' in log and "backend='gloo'" in log
+    log = run_tool('tools/test.py', TOY, work / 'iter_2.pth', *_test(toy_coco, work))
+    assert 'coco/bbox_mAP' in log and 'coco/segm_mAP' in log
+
+
+def _coco_layout(root: Path, toy: Path) -> None:
+    """A tiny data/coco in the standard layout, with COCO category names."""
+    names = ('person', 'bicycle', 'car')
+    for split, src in (('train2017', 'train'), ('val2017', 'val')):
+        ann = json.loads((toy / 'annotations' / f'instances_{src}.json').read_text())
+        ann['images'] = ann['images'][:2]
+        keep = {im['id'] for im in ann['images']}
+        ann['annotations'] = [a for a in ann['annotations'] if a['image_id'] in keep]
+        ann['categories'] = [dict(id=c['id'], name=names[c['id'] - 1]) for c in ann['categories']]
+        (root / split).mkdir(parents=True)
+        for im in ann['images']:
+            (root / split / im['file_name']).write_bytes((toy / src / im['file_name']).read_bytes())
+        (root / 'annotations').mkdir(exist_ok=True)
+        (root / 'annotations' / f'instances_{split}.json').write_text(json.dumps(ann))
+
+
+@pytest.mark.slow
+def test_maskrcnn_tiny_coco_config_starts_training_on_data_coco(toy_coco, tmp_path):
+    _coco_layout(tmp_path / 'data' / 'coco', toy_coco)
+    log = run_tool(REPO / 'tools/train.py', REPO / 'configs/maskrcnn_dinat_tiny_coco.py', '--work-dir', tmp_path / 'work',
+                   '--cfg-options', 'model.backbone.init_cfg=None', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=2',
+                   'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+                   cwd=tmp_path)
+    assert 'Epoch(train) [1][1/1]' in log
+    assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
+
+
+def test_train_tool_names_a_missing_dataset_and_config(tmp_path):
+    out = subprocess.run([sys.executable, 'tools/train.py', 'configs/maskrcnn_dinat_tiny_coco.py', '--cfg-options',
+                          f'train_dataloader.dataset.data_root={tmp_path}/nowhere/'],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and f'dataset not found: {tmp_path}/nowhere/annotations/instances_train2017.json' in out.stderr
+    out = subprocess.run([sys.executable, 'tools/train.py', 'configs/no_such.py'], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and 'config file not found: configs/no_such.py' in out.stderr
+
+
+@pytest.mark.slow
+def test_test_tool_refuses_a_checkpoint_of_another_architecture(toy_coco, tmp_path):
+    other = tmp_path / 'resnet.pth'
+    torch.save({'state_dict': {'backbone.conv1.weight': torch.zeros(64, 3, 7, 7)}}, other)
+    out = subprocess.run([sys.executable, 'tools/test.py', TOY, str(other), *map(str, _test(toy_coco, tmp_path))],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and f'checkpoint {other} does not match the model' in out.stderr
