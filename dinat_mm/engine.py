@@ -4,24 +4,21 @@ errors for missing data, configs and mismatched checkpoints."""
 from __future__ import annotations
 
 import os.path as osp
+import random
 from contextlib import contextmanager
 from typing import Dict, Iterator, List
-
-import random
 
 import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
-from mmengine.registry import HOOKS, OPTIM_WRAPPERS
 
 
 class UserError(Exception):
     """A problem with what the user asked for; the tools print it without a traceback."""
 
 
-@OPTIM_WRAPPERS.register_module(force=True)
 class CPUBF16OptimWrapper(OptimWrapper):
     """Mixed precision on CPU: forward under bfloat16 autocast. mmengine's AmpOptimWrapper asserts
     a GPU; bfloat16 has float32's range, so no loss scaling is needed."""
@@ -32,7 +29,6 @@ class CPUBF16OptimWrapper(OptimWrapper):
             yield
 
 
-@HOOKS.register_module(force=True)
 class RNGStateHook(Hook):
     """Saves the random generators' states in checkpoints and restores them on resume, so that a
     resumed run draws the same dropout, drop-path and RoI samples as an uninterrupted one
@@ -164,6 +160,7 @@ def enable_visualization(cfg: Config, show_dir: str) -> None:
     if hook is None:
         raise UserError('the config has no default_hooks.visualization to draw predictions with')
     hook['draw'] = True
+    hook['interval'] = 1  # every image, not every 50th
     if cfg.default_scope == 'mmdet':
         hook['test_out_dir'] = show_dir  # relative names would land under the run's own folder
     else:

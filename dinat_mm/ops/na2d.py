@@ -84,6 +84,9 @@ def na2d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_siz
     ks, dil = check_args(query, key, value, kernel_size, dilation, rpb, backend)
     if scale is None:
         scale = query.shape[-1] ** -0.5
+    if torch.jit.is_tracing():  # one opaque node, so that FLOP counters see na2d (dinat_mm.analysis)
+        table = rpb if rpb is not None else query.new_zeros(query.shape[1], 2 * ks[0] - 1, 2 * ks[1] - 1)
+        return NA2DTraced.apply(query, key, value, table, rpb is not None, ks, dil, scale)
     if backend != 'torch':
         reason = natten_backend.why_not(query, rpb, attn_drop)
         if reason is None:
@@ -104,7 +107,7 @@ def na2d_torch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kern
     """
     out_dtype = query.dtype
     compute = torch.float32 if out_dtype in (torch.float16, torch.bfloat16) else out_dtype
-    batch, heads, height, width, dim = query.shape
+    batch, heads, height, width, dim = (int(n) for n in query.shape)  # ints also under jit tracing
     plan = plan_2d(height, width, kernel_size, dilation, query.device)
     query_rows, key_rows, output_rows, group_sizes = plan.batched(batch)
 
@@ -129,3 +132,19 @@ def na2d_torch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kern
         for u, (q, k, v) in enumerate(zip(queries, keys, values))], dim=1)
     out = out.view(heads, -1, dim).index_select(1, output_rows)
     return out.view(heads, batch, height, width, dim).transpose(0, 1).to(out_dtype)
+
+
+class NA2DTraced(torch.autograd.Function):
+    """na2d as a single ``prim::PythonOp.NA2DTraced`` node in torch.jit traces (forward only):
+    its inputs' shapes are all a FLOP counter needs (kernel size from the rpb table's shape)."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, table, has_rpb, kernel_size, dilation, scale):
+        # Tracing paused: the plan caches must not hold values of this trace.
+        state = torch._C._get_tracing_state()
+        torch._C._set_tracing_state(None)
+        try:
+            out = na2d_torch(query, key, value, kernel_size, dilation, table if has_rpb else None, scale)
+        finally:
+            torch._C._set_tracing_state(state)
+        return out.contiguous()

@@ -1,0 +1,49 @@
+"""Parameters and FLOPs (multiply-adds, mmengine's complexity analysis with neighborhood attention
+counted exactly) of the model in a config.
+
+    python tools/get_flops.py CONFIG [--shape H W]
+
+Default shapes are the release's: 1280x800 for detection, 2048x512 for segmentation.
+"""
+import argparse
+from functools import partial
+
+import torch
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'))
+    args = parser.parse_args()
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from dinat_mm import engine
+    from dinat_mm.analysis import count
+    cfg = engine.load_config(args.config)
+    init_default_scope(cfg.default_scope)
+    cfg.model.backbone.init_cfg = None
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS
+        from mmdet.testing import demo_mm_inputs
+        height, width = args.shape or (800, 1280)
+        data = demo_mm_inputs(batch_size=1, image_shapes=[(3, height, width)], num_items=[1])
+    else:
+        from mmseg.registry import MODELS
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+        height, width = args.shape or (512, 2048)
+        sample = SegDataSample(gt_sem_seg=PixelData(data=torch.zeros(1, height, width, dtype=torch.long)))
+        sample.set_metainfo(dict(img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width)))
+        data = dict(inputs=[torch.zeros(3, height, width, dtype=torch.uint8)], data_samples=[sample])
+        cfg.model.data_preprocessor.size = None
+    model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+    batch = model.data_preprocessor(data, False)
+    model.forward = partial(model.forward, data_samples=batch['data_samples'], mode='tensor')
+    result = count(model, (batch['inputs'],))
+    print(f'{args.config}: input {height}x{width}, params {result["params"] / 1e6:.1f} M, '
+          f'FLOPs {result["flops"] / 1e9:.0f} G')
+
+
+if __name__ == '__main__':
+    main()
