@@ -1,9 +1,9 @@
-"""CPU benchmark: na2d at the DiNAT-T stage shapes and the DiNAT-T backbone beside mmdet's Swin-T.
+"""CPU benchmark: na2d at the DiNAT-T stage shapes, and DiNAT-T beside mmdet's Swin-T.
 
-Run: ``.venv/bin/python tools/benchmark.py [--threads 2] [--repeats 5] [--quick]``. Prints a
-markdown table (for README) with the machine's measured fp32 GEMM rate. Backbones run
-alternately, after warm-up, and the median is reported; each peak memory is the growth of the
-resident set of a fresh process running only that workload.
+Run: ``.venv/bin/python tools/benchmark.py [--threads 2] [--repeats 5] [--quick]``. Prints markdown
+tables (for README) with the machine's measured fp32 GEMM rate. Peers run alternately in one
+process, after warm-up, and the median is reported; each peak memory is the resident-set growth of
+a fresh process running only that workload.
 """
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
+from pathlib import Path
 
 import torch
 
+REPO = Path(__file__).resolve().parents[1]
 STAGES = [  # DiNAT-T on an 800x1216 image: (height, width, heads, dilation of the sparse layer)
     (200, 304, 2, 28), (100, 152, 4, 14), (50, 76, 8, 7), (25, 38, 16, 3)]
 HEAD_DIM, KERNEL = 32, 7
@@ -27,14 +30,9 @@ DINAT_T_MASKRCNN = dict(
     dilations=[[1, 28, 1], [1, 7, 1, 14], [1, 3, 1, 5, 1, 7] * 3, [1, 3, 1, 3, 1]])
 SWIN_T = dict(type='SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24],
               window_size=7, mlp_ratio=4, drop_path_rate=0.0, out_indices=(0, 1, 2, 3))
-
-
-def gemm_rate(threads: int, n: int = 2048, repeats: int = 5) -> float:
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+DETECTORS = dict(dinat_t=str(REPO / 'configs/maskrcnn_dinat_tiny_coco.py'),
+                 swin_t='swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')  # in mmdet's installed configs
+LABELS = dict(dinat_t='DiNAT-T', swin_t='Swin-T')
 
 
 def _timed(fn) -> float:
@@ -43,14 +41,53 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def build_backbone(name: str) -> torch.nn.Module:
+def alternating(fns: dict, repeats: int) -> dict:
+    """Median seconds of each callable, run in turn after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(_timed(fn))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    return 2 * n**3 / min(_timed(lambda: a @ b) for _ in range(repeats)) / 1e9
+
+
+def build_backbone(name: str, **overrides) -> torch.nn.Module:
     import dinat_mm  # noqa: F401  (registers DiNAT)
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
-    model = MODELS.build(dict(DINAT_T_MASKRCNN if name == 'dinat_t' else SWIN_T))
-    model.eval()  # mmdet's SwinTransformer.train() returns None: do not chain
-    return model
+    return MODELS.build(dict(DINAT_T_MASKRCNN if name == 'dinat_t' else SWIN_T, **overrides))
+
+
+def build_detector(name: str):
+    """The whole Mask R-CNN of the config, random weights, in eval mode, and a predict callable."""
+    import dinat_mm  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmdet.testing import demo_mm_inputs
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    register_all_modules()
+    import mmdet
+    path = DETECTORS[name] if name == 'dinat_t' else str(Path(mmdet.__file__).parent / '.mim/configs' / DETECTORS[name])
+    cfg = Config.fromfile(path)
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.eval()  # (mmdet's SwinTransformer.train() returns None: never chain it)
+    data = model.data_preprocessor(demo_mm_inputs(1, [(3, 800, 1216)], num_items=[1]), False)
+
+    def predict():
+        with torch.no_grad():
+            model(**data, mode='predict')
+    return predict
 
 
 def na2d_stage_flops(height: int, width: int, heads: int) -> float:
@@ -71,27 +108,31 @@ def _reset_peak() -> int:
     return _status_kib('VmRSS') * 1024
 
 
-def child(kind: str, spec, threads: int, repeats: int) -> dict:
+def child(kind: str, spec, repeats: int) -> dict:
     """Run one workload in this (fresh) process; report median time and resident-set growth."""
-    torch.set_num_threads(threads)
     if kind == 'na2d':
         from dinat_mm.ops import na2d
         height, width, heads, dilation = spec
         q, k, v = (torch.randn(1, heads, height, width, HEAD_DIM) for _ in range(3))
         rpb = torch.randn(heads, 2 * KERNEL - 1, 2 * KERNEL - 1)
+        fn = partial(na2d, q, k, v, KERNEL, dilation, rpb=rpb)
         base = _reset_peak()
         with torch.no_grad():
-            fn = lambda: na2d(q, k, v, KERNEL, dilation, rpb=rpb)  # noqa: E731
-            fn()
-            times = [_timed(fn) for _ in range(repeats)]
-    else:
-        model = build_backbone(spec)
+            times = [_timed(fn) for _ in range(repeats + 1)][1:]
+    elif kind == 'forward':  # backbone forward, 1x3x800x1216
+        model = build_backbone(spec).eval()
         x = torch.randn(1, 3, 800, 1216)
         base = _reset_peak()
         with torch.no_grad():
             times = [_timed(lambda: model(x))]
-    peak = _status_kib('VmHWM') * 1024 - base
-    return dict(time=statistics.median(times), peak=peak)
+    else:  # 'train_step': backbone forward + backward, 2x3x512x512, spec = [name, with_cp]
+        name, with_cp = spec
+        model = build_backbone(name, with_cp=with_cp)
+        model.train()
+        x = torch.randn(2, 3, 512, 512)
+        base = _reset_peak()
+        times = [_timed(lambda: sum(o.mean() for o in model(x)).backward())]
+    return dict(time=statistics.median(times), peak=_status_kib('VmHWM') * 1024 - base)
 
 
 def run_child(kind: str, spec, threads: int, repeats: int) -> dict:
@@ -103,18 +144,8 @@ def run_child(kind: str, spec, threads: int, repeats: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def backbones_alternating(threads: int, repeats: int) -> dict:
-    torch.set_num_threads(threads)
-    models = {name: build_backbone(name) for name in ('dinat_t', 'swin_t')}
-    x = torch.randn(1, 3, 800, 1216)
-    times = {name: [] for name in models}
-    with torch.no_grad():
-        for model in models.values():
-            model(x)  # warm-up: plan caches, allocator
-        for _ in range(repeats):
-            for name, model in models.items():
-                times[name].append(_timed(lambda: model(x)))
-    return {name: statistics.median(t) for name, t in times.items()}
+def _ratio_rows(times: dict) -> str:
+    return f'{times["dinat_t"]:.2f} | {times["swin_t"]:.2f} | {times["dinat_t"] / times["swin_t"]:.2f}'
 
 
 def main() -> None:
@@ -123,14 +154,14 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--child', nargs=2, metavar=('KIND', 'SPEC'), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.child:
-        kind, spec = args.child
-        print(json.dumps(child(kind, json.loads(spec), args.threads, args.repeats)))
+        print(json.dumps(child(args.child[0], json.loads(args.child[1]), args.repeats)))
         return
 
-    gemm = gemm_rate(args.threads)
-    print(f'# dinat_mm CPU benchmark, {datetime.date.today()}, {platform.processor() or platform.machine()}, '
-          f'torch {torch.__version__}, {args.threads} threads')
+    gemm = gemm_rate()
+    print(f'# dinat_mm CPU benchmark, {datetime.date.today()}, {platform.machine()}, '
+          f'torch {torch.__version__}, {args.threads} threads, median of {args.repeats}')
     print(f'\nfp32 GEMM (2048^3): {gemm:.0f} GFLOP/s\n')
     print('| na2d, k=7, head_dim 32, rpb, forward | time (ms) | useful GFLOP/s | of GEMM rate | peak memory (MiB) |')
     print('|---|---|---|---|---|')
@@ -140,15 +171,39 @@ def main() -> None:
             rate = na2d_stage_flops(height, width, heads) / r['time'] / 1e9
             print(f'| {height}x{width}, {heads} heads, dilation {d} | {r["time"] * 1e3:.1f} | {rate:.1f} '
                   f'| {rate / gemm:.1%} | {r["peak"] / 2**20:.0f} |')
-    times = backbones_alternating(args.threads, args.repeats)
-    peaks = {name: run_child('backbone', name, args.threads, 1)['peak'] for name in times}
-    print('\n| backbone forward, 1x3x800x1216, no grad | median time (s) | peak memory (MiB) |')
-    print('|---|---|---|')
-    labels = {'dinat_t': 'DiNAT-T (Mask R-CNN dilations)', 'swin_t': "mmdet Swin-T"}
-    for name, t in times.items():
-        print(f'| {labels[name]} | {t:.2f} | {peaks[name] / 2**20:.0f} |')
-    print(f'| ratio DiNAT-T / Swin-T | {times["dinat_t"] / times["swin_t"]:.2f} | '
-          f'{peaks["dinat_t"] / peaks["swin_t"]:.2f} |')
+
+    backbones = {name: build_backbone(name).eval() for name in ('dinat_t', 'swin_t')}
+    x = torch.randn(1, 3, 800, 1216)
+    with torch.no_grad():
+        forward = alternating({n: partial(m, x) for n, m in backbones.items()}, args.repeats)
+    for model in backbones.values():
+        model.train()
+    x2 = torch.randn(2, 3, 512, 512)
+    train = alternating({n: lambda m=m: sum(o.mean() for o in m(x2)).backward() for n, m in backbones.items()},
+                        args.repeats)
+    detectors = {name: build_detector(name) for name in DETECTORS}
+    infer = alternating(detectors, args.repeats)
+    peaks = {name: run_child('forward', name, args.threads, 1)['peak'] for name in backbones}
+    print('\n| DiNAT-T vs Swin-T (random weights) | DiNAT-T | Swin-T | ratio |')
+    print('|---|---|---|---|')
+    print(f'| backbone forward, 1x3x800x1216, no grad (s) | {_ratio_rows(forward)} |')
+    print(f'| backbone forward + backward, 2x3x512x512 (s) | {_ratio_rows(train)} |')
+    print(f'| Mask R-CNN inference, one 800x1216 image (s) | {_ratio_rows(infer)} |')
+    print(f'| peak memory, backbone forward 1x3x800x1216 (MiB) | '
+          f'{_ratio_rows({k: v / 2**20 for k, v in peaks.items()})} |')
+
+    cp = {flag: run_child('train_step', ['dinat_t', flag], args.threads, 1)['peak'] / 2**20 for flag in (False, True)}
+    print(f'\nDiNAT-T training step (2x3x512x512) peak memory: {cp[False]:.0f} MiB, with_cp=True: {cp[True]:.0f} MiB')
+
+    model = backbones['dinat_t'].eval()
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = model(x)
+            bf16 = alternating({'bf16': partial(model, x)}, args.repeats)['bf16']
+    error = max(((a.float() - b).abs().max() / b.abs().max()).item() for a, b in zip(low, ref))
+    print(f'DiNAT-T backbone forward 1x3x800x1216 under bfloat16 autocast: {bf16:.2f} s '
+          f'(fp32 {forward["dinat_t"]:.2f} s), largest error relative to the output range {error:.3f}')
 
 
 if __name__ == '__main__':

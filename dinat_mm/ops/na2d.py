@@ -126,12 +126,50 @@ def na2d_torch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kern
     table = torch.cat([values_rpb.to(compute),
                        values_rpb.new_full((values_rpb.shape[0], 1), float('-inf'), dtype=compute)], 1)
     bias = table[:, plan.bias_index]  # [heads or 1, patterns, tile_numel, region_numel]
-    out = torch.cat([
-        F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, u, None], scale=scale,
-                                       dropout_p=attn_drop)
-        for u, (q, k, v) in enumerate(zip(queries, keys, values))], dim=1)
+    out = torch.cat([_attend(q, k, v, bias[:, u, None], scale, attn_drop)
+                     for u, (q, k, v) in enumerate(zip(queries, keys, values))], dim=1)
     out = out.view(heads, -1, dim).index_select(1, output_rows)
     return out.view(heads, batch, height, width, dim).transpose(0, 1).to(out_dtype)
+
+
+_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+
+def _attend(q, k, v, bias, scale: float, attn_drop: float) -> torch.Tensor:
+    """Softmax(q k^T * scale + bias) v for [heads, tiles, t, d] blocks sharing one bias block."""
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, bias))
+    if needs_grad and attn_drop == 0.0 and q.device.type == 'cpu':
+        return _FlashWithBiasGrad.apply(q, k, v, bias, scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale, dropout_p=attn_drop)
+
+
+class _FlashWithBiasGrad(torch.autograd.Function):
+    """PyTorch's fused CPU attention, forward and backward, plus the gradient of the bias (rpb),
+    which the fused kernels do not give: scaled_dot_product_attention would otherwise fall back to
+    its unfused path whenever rpb needs a gradient. dbias = sum over tiles of P * (dP - rowsum(dO*O)),
+    with P rebuilt from the saved log-sum-exp."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, scale):
+        out, lse = _flash(q, k, v, 0.0, False, attn_mask=bias, scale=scale)
+        ctx.save_for_backward(q, k, v, bias, out, lse)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, bias, out, lse = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        dq, dk, dv = _flash_backward(grad_out, q, k, v, out, lse, 0.0, False, attn_mask=bias, scale=ctx.scale)
+        dbias = None
+        if ctx.needs_input_grad[3]:
+            p = torch.matmul(q, k.transpose(-1, -2)).mul_(ctx.scale).add_(bias).sub_(lse.unsqueeze(-1)).exp_()
+            dp = torch.matmul(grad_out, v.transpose(-1, -2)).sub_((grad_out * out).sum(-1, keepdim=True))
+            dbias = p.mul_(dp).sum(dim=1, keepdim=True)
+            if bias.shape[0] == 1:
+                dbias = dbias.sum(dim=0, keepdim=True)
+        return dq, dk, dv, dbias, None
 
 
 class NA2DTraced(torch.autograd.Function):
