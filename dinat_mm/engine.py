@@ -3,6 +3,9 @@
 errors for missing data, configs and mismatched checkpoints."""
 from __future__ import annotations
 
+import argparse
+import copy
+import os
 import os.path as osp
 import random
 from contextlib import contextmanager
@@ -10,7 +13,7 @@ from typing import Dict, Iterator, List
 
 import numpy as np
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
 
@@ -50,6 +53,24 @@ class RNGStateHook(Hook):
 
 def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options tools/train.py and tools/test.py share."""
+    parser.add_argument('--work-dir', help='where logs, checkpoints and metrics go (default: work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries, k=v')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def prepare(args: argparse.Namespace) -> Config:
+    """The config of a tool's run: loaded, overridden, with its work dir and launcher settings."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = load_config(args.config, args.cfg_options)
+    set_work_dir(cfg, args.config, args.work_dir)
+    configure_launcher(cfg, args.launcher)
+    init_distributed_without_gpu(args.launcher)
+    return cfg
 
 
 def load_config(path: str, cfg_options: Dict = None) -> Config:
@@ -107,6 +128,16 @@ def configure_launcher(cfg: Config, launcher: str) -> None:
         _walk(cfg._cfg_dict, to_bn)
 
 
+def init_distributed_without_gpu(launcher: str) -> None:
+    """Start the gloo process group for a CPU run. mmengine 0.10.7's init_dist calls
+    torch.cuda.set_device, which fails without CUDA; the Runner uses an existing group as it is."""
+    if launcher == 'none' or torch.cuda.is_available() or torch.distributed.is_initialized():
+        return
+    if launcher != 'pytorch':
+        raise UserError(f'--launcher {launcher} needs GPUs; on CPU use --launcher pytorch (tools/dist_train.sh)')
+    torch.distributed.init_process_group(backend='gloo')
+
+
 def dataset_paths(cfg: Config, loaders: List[str]) -> List[str]:
     """The files and folders the config's datasets read from (data_root joined)."""
     paths = []
@@ -144,6 +175,7 @@ def check_checkpoint_matches(model: torch.nn.Module, path: str) -> None:
         raise UserError(f'checkpoint not found: {path}')
     state = load_checkpoint_file(path)
     state = state.get('state_dict', state) if isinstance(state, dict) else state
+    model = getattr(model, 'module', model)  # a TTA or DDP wrapper holds the real model
     own = {k: v.shape for k, v in model.state_dict().items()}
     common = [k for k in own if k in state]
     mismatched = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k])}'
@@ -165,6 +197,9 @@ def enable_visualization(cfg: Config, show_dir: str) -> None:
         hook['test_out_dir'] = show_dir  # relative names would land under the run's own folder
     else:
         cfg.visualizer['save_dir'] = show_dir
+        # mmseg's hook reads runner.iter, which builds the train loop and its dataset even in a
+        # test run: let that (never iterated) loader read the test data, so no training data is needed.
+        cfg.train_dataloader.dataset = copy.deepcopy(cfg.test_dataloader.dataset)
 
 
 def add_dump_results(cfg: Config, out: str) -> None:

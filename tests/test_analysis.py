@@ -16,7 +16,7 @@ def test_na_is_counted_from_the_definition():
     tokens = [24 * 32, 12 * 16, 6 * 8, 10 * 10, 5 * 5]
     channels = [16, 32, 64, 64, 128]
     expected = sum(2 * n * 25 * c for n, c in zip(tokens, channels))
-    assert by_op['prim::PythonOp.NA2DTraced'] == expected
+    assert by_op['PythonOp.NA2DTraced'] == expected
 
 
 def test_dinat_tiny_matches_the_published_4_3_gflops_at_224():

@@ -7,34 +7,23 @@ import argparse
 import os
 import sys
 
-from mmengine.config import DictAction
+from mmengine.runner import Runner
 
-
-def parse_args():
-    parser = argparse.ArgumentParser(description='Evaluate a DiNAT detector or segmentor')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file (this project\'s training writes them)')
-    parser.add_argument('--work-dir', help='where logs and metrics go (default: work_dirs/<config name>)')
-    parser.add_argument('--out', help='also dump the raw predictions to this .pkl file')
-    parser.add_argument('--show-dir', help='write pictures of the predictions to this folder')
-    parser.add_argument('--tta', action='store_true', help='test-time augmentation (the config\'s tta_model and tta_pipeline)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries, k=v')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+from dinat_mm import engine
+from dinat_mm.checkpoint import CheckpointError, trusted_checkpoint_types
 
 
 def main():
-    args = parse_args()
-    from mmengine.runner import Runner
-    from dinat_mm import engine
-    from dinat_mm.checkpoint import CheckpointError, trusted_checkpoint_types
+    parser = argparse.ArgumentParser(description='Evaluate a DiNAT detector or segmentor')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help="checkpoint file (this project's training writes them)")
+    parser.add_argument('--out', help='also dump the raw predictions to this .pkl file')
+    parser.add_argument('--show-dir', help='write pictures of the predictions to this folder')
+    parser.add_argument('--tta', action='store_true', help="test-time augmentation (the config's tta_model and tta_pipeline)")
+    engine.add_common_arguments(parser)
+    args = parser.parse_args()
     try:
-        cfg = engine.load_config(args.config, args.cfg_options)
-        engine.set_work_dir(cfg, args.config, args.work_dir)
-        engine.configure_launcher(cfg, args.launcher)
+        cfg = engine.prepare(args)
         cfg.load_from = args.checkpoint
         if args.show_dir:
             engine.enable_visualization(cfg, os.path.abspath(args.show_dir))
@@ -43,7 +32,7 @@ def main():
         if args.tta:
             engine.enable_tta(cfg)
         engine.check_dataset_paths(cfg, ['test_dataloader'])
-        with trusted_checkpoint_types():
+        with trusted_checkpoint_types():  # mmengine's own torch.load of this project's checkpoints
             runner = Runner.from_cfg(cfg)
             engine.check_checkpoint_matches(runner.model, args.checkpoint)
             runner.test()

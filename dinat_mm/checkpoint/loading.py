@@ -34,18 +34,30 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 def trusted_types() -> list:
     numpy_core = getattr(np, '_core', None) or np.core
     dtypes = [type(np.dtype(t)) for t in ('float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64',
-                                          'uint8', 'bool', 'str', 'object')]
+                                          'uint8', 'uint16', 'uint32', 'uint64', 'bool', 'str', 'object')]
     return [np.ndarray, np.dtype, numpy_core.multiarray._reconstruct, numpy_core.multiarray.scalar,
             *dtypes, HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr'),
             (_history_buffer_getattr, '__builtin__.getattr')]
 
 
+_active = 0
+
+
 @contextmanager
 def trusted_checkpoint_types() -> Iterator[None]:
     """While active, weights-only ``torch.load`` (mmengine's included) accepts mmengine's own
-    training checkpoints; it still refuses every other type."""
-    with torch.serialization.safe_globals(trusted_types()):
+    training checkpoints; it still refuses every other type. Reentrant: torch's own safe_globals
+    context loses the allowlist when an inner one exits."""
+    global _active
+    if _active:
         yield
+        return
+    _active += 1
+    try:
+        with torch.serialization.safe_globals(trusted_types()):
+            yield
+    finally:
+        _active -= 1
 
 
 def load_checkpoint_file(path: str, map_location: str = 'cpu') -> Any:
@@ -64,10 +76,10 @@ def load_checkpoint_file(path: str, map_location: str = 'cpu') -> Any:
         with trusted_checkpoint_types():
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's message: a generic preamble, then the line that names the refused object
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if 'GLOBAL' in ln or 'not allowed' in ln or 'Unsupported' in ln),
-                      lines[-1] if lines else 'unknown')
+        # torch's message: generic advice around the one line that names the refused object
+        generic = ('Weights only load failed', 'Please file an issue', 'Check the documentation', 'In PyTorch 2.6')
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().startswith(generic)]
+        reason = lines[0] if lines else 'an object outside the allowlist'
         raise CheckpointError(
             f'{path}: refused, loading it would need more than plain data ({reason}). A checkpoint '
             'that names other Python objects can run code when unpickled. If you trust the file, '
