@@ -24,7 +24,7 @@ model = dict(
     roi_head=dict(bbox_head=dict(num_classes=3), mask_head=dict(num_classes=3)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=1000, max_per_img=300),
-        rcnn=dict(sampler=dict(num=128))),
+        rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=300)))
 
 train_pipeline = [
