@@ -33,8 +33,8 @@ def _background(rng: np.random.RandomState, size: int, contrast: float = 0.5) ->
     return np.clip(img, 0, 255)
 
 
-def _shape_mask(rng: np.random.RandomState, shape: str, size: int) -> np.ndarray:
-    radius = rng.randint(size // 14, size // 5)
+def _shape_mask(rng: np.random.RandomState, shape: str, size: int, radius_range=(1 / 14, 1 / 5)) -> np.ndarray:
+    radius = rng.randint(int(size * radius_range[0]), int(size * radius_range[1]))
     cx, cy = rng.randint(radius // 2, size - radius // 2, size=2)
     mask = np.zeros((size, size), np.uint8)
     if shape == 'circle':
@@ -128,8 +128,9 @@ def make_toy_ade(root, num_train: int = 300, num_val: int = 50, size: int = 256,
     """Write ``root/images/{training,validation}/*.jpg`` and ``root/annotations/...*.png``.
 
     Labels: 0 ignore (a 2-pixel band around every shape), 1 ground and 2 water (two background
-    textures split by a wavy line), 3..5 the shapes."""
-    params = dict(kind='ade', num_train=num_train, num_val=num_val, size=size, seed=seed, version=1)
+    textures split by a wavy line), 3..5 the shapes, drawn larger than the detection set's (radius
+    1/8 to 1/4 of the image) so that their outlines survive the demo's 128-px training size."""
+    params = dict(kind='ade', num_train=num_train, num_val=num_val, size=size, seed=seed, version=2)
 
     def fill(tmp: Path) -> None:
         for split, count, split_seed in (('training', num_train, seed), ('validation', num_val, seed + 10_000)):
@@ -149,7 +150,7 @@ def make_toy_ade(root, num_train: int = 300, num_val: int = 50, size: int = 256,
                 shapes = np.zeros((size, size), bool)
                 for _ in range(rng.randint(1, 4)):
                     cls = rng.randint(len(SHAPES))
-                    mask = _shape_mask(rng, SHAPES[cls], size)
+                    mask = _shape_mask(rng, SHAPES[cls], size, radius_range=(1 / 8, 1 / 4))
                     _paint(rng, img, mask)
                     label[mask] = 3 + cls
                     shapes |= mask

@@ -12,7 +12,7 @@ data_root = 'data/toy_ade'
 metainfo = dict(classes=('ground', 'water', 'circle', 'square', 'triangle'),
                 palette=[[120, 120, 70], [0, 80, 200], [220, 20, 60], [0, 200, 130], [250, 170, 30]])
 crop_size = (128, 128)
-max_iters = 500
+max_iters = 550
 
 data_preprocessor = dict(size=crop_size)
 model = dict(
@@ -41,7 +41,7 @@ test_pipeline = [
 dataset = dict(type='BaseSegDataset', data_root=data_root, metainfo=metainfo, img_suffix='.jpg',
                seg_map_suffix='.png', reduce_zero_label=True)
 train_dataloader = dict(
-    batch_size=4,
+    batch_size=2,
     num_workers=1,
     dataset=dict(dataset, data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
                  pipeline=train_pipeline))
