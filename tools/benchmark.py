@@ -120,7 +120,8 @@ def child(kind: str, spec, repeats: int) -> dict:
         with torch.no_grad():
             times = [_timed(fn) for _ in range(repeats + 1)][1:]
     elif kind == 'forward':  # backbone forward, 1x3x800x1216
-        model = build_backbone(spec).eval()
+        model = build_backbone(spec)
+        model.eval()
         x = torch.randn(1, 3, 800, 1216)
         base = _reset_peak()
         with torch.no_grad():
@@ -172,7 +173,9 @@ def main() -> None:
             print(f'| {height}x{width}, {heads} heads, dilation {d} | {r["time"] * 1e3:.1f} | {rate:.1f} '
                   f'| {rate / gemm:.1%} | {r["peak"] / 2**20:.0f} |')
 
-    backbones = {name: build_backbone(name).eval() for name in ('dinat_t', 'swin_t')}
+    backbones = {name: build_backbone(name) for name in ('dinat_t', 'swin_t')}
+    for model in backbones.values():
+        model.eval()  # not chained: mmdet's SwinTransformer.train() returns None
     x = torch.randn(1, 3, 800, 1216)
     with torch.no_grad():
         forward = alternating({n: partial(m, x) for n, m in backbones.items()}, args.repeats)
@@ -195,7 +198,8 @@ def main() -> None:
     cp = {flag: run_child('train_step', ['dinat_t', flag], args.threads, 1)['peak'] / 2**20 for flag in (False, True)}
     print(f'\nDiNAT-T training step (2x3x512x512) peak memory: {cp[False]:.0f} MiB, with_cp=True: {cp[True]:.0f} MiB')
 
-    model = backbones['dinat_t'].eval()
+    model = backbones['dinat_t']
+    model.eval()
     with torch.no_grad():
         ref = model(x)
         with torch.autocast('cpu', dtype=torch.bfloat16):
