@@ -79,8 +79,7 @@ def build_detector(name: str):
     cfg = Config.fromfile(path)
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
+    model = MODELS.build(cfg.model)  # PyTorch's default initialisation: enough for timing
     model.eval()  # (mmdet's SwinTransformer.train() returns None: never chain it)
     data = model.data_preprocessor(demo_mm_inputs(1, [(3, 800, 1216)], num_items=[1]), False)
 
