@@ -98,6 +98,9 @@ def enable_amp(cfg: Config) -> None:
     if torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif cfg.default_scope == 'mmdet':
+        raise UserError('--amp on CPU: mmcv\'s CPU detection ops (nms, RoIAlign) have no bfloat16 kernels, '
+                        'so mmdet models cannot train under bfloat16 autocast here; train in float32')
     else:
         cfg.optim_wrapper.type = 'CPUBF16OptimWrapper'
 

@@ -167,3 +167,8 @@ def test_test_tool_refuses_a_checkpoint_of_another_architecture(toy_coco, tmp_pa
     out = subprocess.run([sys.executable, 'tools/test.py', TOY, str(other), *map(str, _test(toy_coco, tmp_path))],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode != 0 and f'checkpoint {other} does not match the model' in out.stderr
+
+
+def test_amp_on_cpu_is_refused_for_detectors_with_the_reason():
+    out = subprocess.run([sys.executable, 'tools/train.py', TOY, '--amp'], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and 'have no bfloat16 kernels' in out.stderr

@@ -96,3 +96,11 @@ def test_tta_needs_the_config_entries(tmp_path):
     out = subprocess.run([sys.executable, 'tools/test.py', 'configs/maskrcnn_dinat_mini_coco.py', 'x.pth', '--tta'],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode != 0 and '--tta needs tta_model and tta_pipeline in the config' in out.stderr
+
+
+@pytest.mark.slow
+def test_amp_trains_segmentors_under_bfloat16_autocast_on_cpu(toy_ade, tmp_path):
+    _run('tools/train.py', TOY, '--amp', *_options(toy_ade, tmp_path / 'amp', iters=1),
+         'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None')
+    assert "type='CPUBF16OptimWrapper'" in (tmp_path / 'amp' / Path(TOY).name).read_text()
+    assert (tmp_path / 'amp' / 'iter_1.pth').is_file()
