@@ -122,9 +122,9 @@ def na2d_torch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kern
     queries = gather(query, query_rows, plan.tile_numel)
     keys = gather(key, key_rows, plan.region_numel)
     values = gather(value, key_rows, plan.region_numel)
-    values_rpb = query.new_zeros((1, plan.bias_index.max())) if rpb is None else rpb.reshape(heads, -1)
-    table = torch.cat([values_rpb.to(compute),
-                       values_rpb.new_full((values_rpb.shape[0], 1), float('-inf'), dtype=compute)], 1)
+    slots = (2 * kernel_size[0] - 1) * (2 * kernel_size[1] - 1)  # the table's last entry is -inf
+    rows_rpb = query.new_zeros((1, slots), dtype=compute) if rpb is None else rpb.reshape(heads, slots).to(compute)
+    table = torch.cat([rows_rpb, rows_rpb.new_full((rows_rpb.shape[0], 1), float('-inf'))], 1)
     bias = table[:, plan.bias_index]  # [heads or 1, patterns, tile_numel, region_numel]
     out = torch.cat([_attend(q, k, v, bias[:, u, None], scale, attn_drop)
                      for u, (q, k, v) in enumerate(zip(queries, keys, values))], dim=1)
