@@ -28,5 +28,7 @@ $PIP install -q "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" ftfy r
 # natten is optional (dinat_mm delegates to it only on CUDA); installed so its detection is tested.
 $PIP install -q "natten==0.21.*"
 $PIP install -q --no-deps --no-build-isolation -e .
+# na2d's C++ kernel is compiled for this CPU on first use (about 35 s); do it now, not in a demo.
+"$PY" -c "from dinat_mm.ops import cpu_kernel as k; r = k.build(); print('na2d CPU kernel:', r or k.build_dir())"
 touch "$STAMP"
 echo "environment ready in $(( $(date +%s) - start )) s"

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dinat_mm.ops import na2d
-from dinat_mm.ops import natten_backend
+from dinat_mm.ops import cpu_kernel, natten_backend
 from reference import na2d_brute, natten_window
 
 
@@ -42,13 +42,19 @@ def test_window_rule_matches_known_natten_windows():
                                                [2, 4, 6], [1, 3, 5], [2, 4, 6]]
 
 
+# Both exact backends: 'torch' (the reference path) and 'cpu' (the compiled kernel; built on this
+# machine, so a failed build fails these tests rather than skipping them).
+EXACT_BACKENDS = ['torch', 'cpu']
+
+
+@pytest.mark.parametrize('backend', EXACT_BACKENDS)
 @pytest.mark.parametrize('H,W,kernel,dilation,with_rpb', _cases())
-def test_forward_and_gradients_match_brute_force(H, W, kernel, dilation, with_rpb):
+def test_forward_and_gradients_match_brute_force(H, W, kernel, dilation, with_rpb, backend):
     q, k, v, rpb = _inputs(2, 2, H, W, 4, kernel, seed=H * 31 + W)
     rpb = rpb if with_rpb else None
     scale = 0.37 if (H + W) % 3 == 0 else None
     leaves = [t.requires_grad_() for t in (q, k, v) + ((rpb,) if with_rpb else ())]
-    out = na2d(q, k, v, kernel, dilation, rpb=rpb, scale=scale)
+    out = na2d(q, k, v, kernel, dilation, rpb=rpb, scale=scale, backend=backend)
     ref = na2d_brute(q, k, v, kernel, dilation, rpb=rpb, scale=scale)
     assert out.shape == q.shape and out.dtype == torch.float64
     torch.testing.assert_close(out, ref, atol=1e-9, rtol=0)
@@ -59,32 +65,52 @@ def test_forward_and_gradients_match_brute_force(H, W, kernel, dilation, with_rp
         torch.testing.assert_close(a, b, atol=1e-9, rtol=0, msg=f'gradient of {name}')
 
 
-def test_float32_is_within_1e5_of_float64():
+@pytest.mark.parametrize('backend', EXACT_BACKENDS)
+@pytest.mark.parametrize('head_dim', [16, 32, 64, 24])  # the kernel's specialised sizes and a generic one
+def test_strided_heads_like_the_backbone_match_brute_force(head_dim, backend):
+    # The backbone passes q, k, v as views of one [B, H, W, 3, heads, D] projection.
+    g = torch.Generator().manual_seed(head_dim)
+    qkv = torch.randn(2, 30, 37, 3, 3, head_dim, generator=g, dtype=torch.float64)
+    q, k, v = (t.requires_grad_() for t in qkv.permute(3, 0, 4, 1, 2, 5).unbind(0))
+    rpb = torch.randn(3, 13, 13, generator=g, dtype=torch.float64, requires_grad=True)
+    out = na2d(q, k, v, 7, (4, 5), rpb=rpb, backend=backend)
+    ref = na2d_brute(q, k, v, 7, (4, 5), rpb=rpb)
+    torch.testing.assert_close(out, ref, atol=1e-9, rtol=0)
+    grad_out = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    for name, a, b in zip('qkvr', torch.autograd.grad(out, (q, k, v, rpb), grad_out),
+                          torch.autograd.grad(ref, (q, k, v, rpb), grad_out)):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=0, msg=f'gradient of {name}')
+
+
+@pytest.mark.parametrize('backend', EXACT_BACKENDS)
+def test_float32_is_within_1e5_of_float64(backend):
     q, k, v, rpb = _inputs(1, 3, 19, 26, 16, 7)
-    out32 = na2d(q.float(), k.float(), v.float(), 7, (2, 3), rpb=rpb.float())
+    out32 = na2d(q.float(), k.float(), v.float(), 7, (2, 3), rpb=rpb.float(), backend=backend)
     ref = na2d_brute(q, k, v, 7, (2, 3), rpb=rpb)
     assert out32.dtype == torch.float32
     torch.testing.assert_close(out32.double(), ref, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize('backend', EXACT_BACKENDS)
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
-def test_half_precision_is_accepted_and_close(dtype):
+def test_half_precision_is_accepted_and_close(dtype, backend):
     q, k, v, rpb = _inputs(1, 2, 14, 15, 8, 5, dtype=torch.float32)
-    out = na2d(q.to(dtype), k.to(dtype), v.to(dtype), 5, 2, rpb=rpb.to(dtype))
+    out = na2d(q.to(dtype), k.to(dtype), v.to(dtype), 5, 2, rpb=rpb.to(dtype), backend=backend)
     assert out.dtype == dtype
     ref = na2d_brute(*(t.to(dtype).double() for t in (q, k, v)), 5, 2, rpb=rpb.to(dtype).double())
     torch.testing.assert_close(out.double(), ref, atol=2e-2, rtol=2e-2)
 
 
+@pytest.mark.parametrize('backend', EXACT_BACKENDS)
 @pytest.mark.parametrize('with_rpb', [False, True])
-def test_gradcheck(with_rpb):
+def test_gradcheck(with_rpb, backend):
     q, k, v, rpb = _inputs(1, 2, 7, 8, 3, 3)
     args = [q, k, v] + ([rpb] if with_rpb else [])
     for t in args:
         t.requires_grad_()
 
     def f(*a):
-        return na2d(a[0], a[1], a[2], 3, (2, 1), rpb=a[3] if with_rpb else None, scale=0.8)
+        return na2d(a[0], a[1], a[2], 3, (2, 1), rpb=a[3] if with_rpb else None, scale=0.8, backend=backend)
 
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7)
 
@@ -94,6 +120,25 @@ def test_attention_dropout_zero_in_eval_and_active_in_training():
     torch.testing.assert_close(na2d(q, k, v, 3, 1, attn_drop=0.0), na2d(q, k, v, 3, 1))
     torch.manual_seed(0)
     assert not torch.allclose(na2d(q, k, v, 3, 1, attn_drop=0.5), na2d(q, k, v, 3, 1))
+    with torch.no_grad():  # the kernel has no dropout: 'auto' must not drop it silently
+        assert not torch.allclose(na2d(q, k, v, 3, 1, attn_drop=0.5), na2d(q, k, v, 3, 1))
+    with pytest.raises(RuntimeError, match="backend='cpu' cannot serve this call: .*dropout"):
+        na2d(q, k, v, 3, 1, attn_drop=0.5, backend='cpu')
+
+
+def test_auto_uses_the_cpu_kernel_and_falls_back_when_it_cannot_be_built(monkeypatch):
+    q, k, v, rpb = _inputs(1, 2, 9, 9, 4, 3, dtype=torch.float32)
+    assert cpu_kernel.why_not(q, 0.0) is None  # this machine compiles C++: the kernel must build
+    calls = []
+    real = cpu_kernel.na2d
+    monkeypatch.setattr(cpu_kernel, 'na2d', lambda *a: calls.append(1) or real(*a))
+    na2d(q, k, v, 3, rpb=rpb)
+    assert calls == [1]
+    monkeypatch.setattr(cpu_kernel, '_load', lambda: (None, 'no compiler here'))
+    with pytest.raises(RuntimeError, match="backend='cpu' cannot serve this call: no compiler here"):
+        na2d(q, k, v, 3, rpb=rpb, backend='cpu')
+    torch.testing.assert_close(na2d(q, k, v, 3, rpb=rpb), na2d(q, k, v, 3, rpb=rpb, backend='torch'))
+    assert calls == [1]
 
 
 @pytest.mark.parametrize('kwargs,error,words', [

@@ -163,7 +163,7 @@ class DiNAT(BaseModule):
             0..n-1 and their output norms. Frozen parts stay in eval mode.
         layer_scale (float, optional): initial value of the per-channel scales gamma1/gamma2.
         with_cp (bool): activation checkpointing per layer (less memory, more compute).
-        attn_backend (str): 'torch', 'natten' or 'auto' (see :func:`dinat_mm.ops.na2d`).
+        attn_backend (str): 'auto', 'torch', 'cpu' or 'natten' (see :func:`dinat_mm.ops.na2d`).
         pretrained (str, optional): deprecated, use init_cfg=dict(type='Pretrained', checkpoint=...).
         init_cfg (dict, optional): initialisation config.
     """
@@ -178,7 +178,7 @@ class DiNAT(BaseModule):
                  qk_scale: Optional[float] = None, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  in_chans: int = 3, in_patch_size: int = 4, frozen_stages: int = -1,
                  layer_scale: Union[float, None, str] = 'preset', with_cp: bool = False,
-                 attn_backend: str = 'torch', pretrained: Optional[str] = None,
+                 attn_backend: str = 'auto', pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if pretrained is not None:
             if init_cfg is not None:

@@ -6,11 +6,11 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from . import natten_backend
+from . import cpu_kernel, natten_backend
 from .neighborhood import plan_2d
 
 IntPair = Union[int, Sequence[int]]
-BACKENDS = ('auto', 'torch', 'natten')
+BACKENDS = ('auto', 'torch', 'cpu', 'natten')
 
 
 def _pair(value: IntPair, name: str) -> Tuple[int, int]:
@@ -61,7 +61,7 @@ def check_args(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kern
 
 def na2d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_size: IntPair,
          dilation: IntPair = 1, rpb: Optional[torch.Tensor] = None, scale: Optional[float] = None,
-         backend: str = 'torch', attn_drop: float = 0.0) -> torch.Tensor:
+         backend: str = 'auto', attn_drop: float = 0.0) -> torch.Tensor:
     """Dilated neighborhood attention over a 2-D map.
 
     Each query attends to its ``kernel_size`` neighbours under natten's rule (see
@@ -74,8 +74,10 @@ def na2d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_siz
         dilation: int >= 1, or an (h, w) pair. height >= kh*dh and width >= kw*dw.
         rpb: optional relative positional bias ``[heads, 2kh-1, 2kw-1]``.
         scale: defaults to ``head_dim ** -0.5``.
-        backend: ``'torch'`` (exact pure PyTorch), ``'natten'`` (an error where the installed natten
-            cannot serve the call) or ``'auto'`` (natten only where it is known to serve).
+        backend: ``'torch'`` (exact pure PyTorch, the reference and the fallback), ``'cpu'`` (the
+            compiled CPU kernel of :mod:`dinat_mm.ops.cpu_kernel`), ``'natten'`` (an error where
+            the installed natten cannot serve the call) or ``'auto'``: natten where it is known to
+            serve (CUDA), else the CPU kernel for CPU tensors, else the torch path.
         attn_drop: dropout probability on the attention weights (training only).
 
     Returns:
@@ -87,12 +89,18 @@ def na2d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_siz
     if torch.jit.is_tracing():  # one opaque node, so that FLOP counters see na2d (dinat_mm.analysis)
         table = rpb if rpb is not None else query.new_zeros(query.shape[1], 2 * ks[0] - 1, 2 * ks[1] - 1)
         return NA2DTraced.apply(query, key, value, table, rpb is not None, ks, dil, scale)
-    if backend != 'torch':
+    if backend in ('auto', 'natten'):
         reason = natten_backend.why_not(query, rpb, attn_drop)
         if reason is None:
             return natten_backend.na2d(query, key, value, ks, dil, rpb, scale)
         if backend == 'natten':
             raise RuntimeError(f"backend='natten' cannot serve this call: {reason}")
+    if backend in ('auto', 'cpu'):
+        reason = cpu_kernel.why_not(query, attn_drop)
+        if reason is None:
+            return cpu_kernel.na2d(query, key, value, ks, dil, rpb, scale)
+        if backend == 'cpu':
+            raise RuntimeError(f"backend='cpu' cannot serve this call: {reason}")
     return na2d_torch(query, key, value, ks, dil, rpb, scale, attn_drop)
 
 
