@@ -86,10 +86,11 @@ def reference_forward(sd, x, depths, heads, kernel, dilations, out_indices, laye
     return outs
 
 
+@pytest.mark.parametrize('backend', ['torch', 'cpu'])
 @pytest.mark.parametrize('layer_scale', [None, 0.5])
-def test_matches_functional_reference_in_float64(layer_scale):
+def test_matches_functional_reference_in_float64(layer_scale, backend):
     torch.manual_seed(0)
-    model = small(layer_scale=layer_scale).double().eval()
+    model = small(layer_scale=layer_scale, attn_backend=backend).double().eval()
     with torch.no_grad():  # random norms, biases and rpb, so that misplaced pieces show
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)

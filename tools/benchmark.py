@@ -1,6 +1,6 @@
 """CPU benchmark: na2d at the DiNAT-T stage shapes, and DiNAT-T beside mmdet's Swin-T.
 
-Run: ``.venv/bin/python tools/benchmark.py [--threads 2] [--repeats 5] [--quick]``. Prints markdown
+Run: ``.venv/bin/python tools/benchmark.py [--threads 2] [--repeats 5]``. Prints markdown
 tables (for README) with the machine's measured fp32 GEMM rate. Peers run alternately in one
 process, after warm-up, and the median is reported; each peak memory is the resident-set growth of
 a fresh process running only that workload.
@@ -111,10 +111,12 @@ def child(kind: str, spec, repeats: int) -> dict:
     """Run one workload in this (fresh) process; report median time and resident-set growth."""
     if kind == 'na2d':
         from dinat_mm.ops import na2d
-        height, width, heads, dilation = spec
-        q, k, v = (torch.randn(1, heads, height, width, HEAD_DIM) for _ in range(3))
+        height, width, heads, dilation, backend = spec
+        # q, k, v as the backbone passes them: views of one [B, H, W, 3, heads, D] projection
+        qkv = torch.randn(1, height, width, 3, heads, HEAD_DIM)
+        q, k, v = qkv.permute(3, 0, 4, 1, 2, 5).unbind(0)
         rpb = torch.randn(heads, 2 * KERNEL - 1, 2 * KERNEL - 1)
-        fn = partial(na2d, q, k, v, KERNEL, dilation, rpb=rpb)
+        fn = partial(na2d, q, k, v, KERNEL, dilation, rpb=rpb, backend=backend)
         base = _reset_peak()
         with torch.no_grad():
             times = [_timed(fn) for _ in range(repeats + 1)][1:]
@@ -163,14 +165,16 @@ def main() -> None:
     print(f'# dinat_mm CPU benchmark, {datetime.date.today()}, {platform.machine()}, '
           f'torch {torch.__version__}, {args.threads} threads, median of {args.repeats}')
     print(f'\nfp32 GEMM (2048^3): {gemm:.0f} GFLOP/s\n')
-    print('| na2d, k=7, head_dim 32, rpb, forward | time (ms) | useful GFLOP/s | of GEMM rate | peak memory (MiB) |')
-    print('|---|---|---|---|---|')
+    print('| na2d, k=7, head_dim 32, rpb, forward | time (ms) | useful GFLOP/s | of GEMM rate | peak memory (MiB) '
+          '| pure-PyTorch path (ms) |')
+    print('|---|---|---|---|---|---|')
     for height, width, heads, dilation in STAGES:
         for d in (1, dilation):
-            r = run_child('na2d', [height, width, heads, d], args.threads, args.repeats)
+            r = run_child('na2d', [height, width, heads, d, 'auto'], args.threads, args.repeats)
+            ref = run_child('na2d', [height, width, heads, d, 'torch'], args.threads, args.repeats)
             rate = na2d_stage_flops(height, width, heads) / r['time'] / 1e9
             print(f'| {height}x{width}, {heads} heads, dilation {d} | {r["time"] * 1e3:.1f} | {rate:.1f} '
-                  f'| {rate / gemm:.1%} | {r["peak"] / 2**20:.0f} |')
+                  f'| {rate / gemm:.1%} | {r["peak"] / 2**20:.0f} | {ref["time"] * 1e3:.1f} |')
 
     backbones = {name: build_backbone(name) for name in ('dinat_t', 'swin_t')}
     for model in backbones.values():
