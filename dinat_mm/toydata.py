@@ -22,6 +22,11 @@ import cv2
 import numpy as np
 
 SHAPES = ('circle', 'square', 'triangle')
+# Semantic classes are told apart by appearance as well as by shape (as ADE20K's are): in the
+# segmentation set each shape class has its own band of hues (red-orange, green, violet), wide and
+# within a random saturation/value, so colour is a cue, not a lookup. The detection set keeps
+# colour free of class information.
+ADE_SHAPE_HUES = ((0, 25), (45, 85), (125, 165))
 ADE_CLASSES = ('ground', 'water', 'circle', 'square', 'triangle')  # label PNG values 1..5
 _STAMP = 'dinat_mm_toy.json'
 
@@ -48,9 +53,9 @@ def _shape_mask(rng: np.random.RandomState, shape: str, size: int, radius_range=
     return mask.astype(bool)
 
 
-def _paint(rng: np.random.RandomState, img: np.ndarray, mask: np.ndarray) -> None:
-    """A random saturated colour with a little texture: colour carries no class information."""
-    hsv = np.uint8([[[rng.randint(0, 180), rng.randint(150, 256), rng.randint(150, 256)]]])
+def _paint(rng: np.random.RandomState, img: np.ndarray, mask: np.ndarray, hues=(0, 180)) -> None:
+    """A random saturated colour (OpenCV hue drawn from ``hues``) with a little texture."""
+    hsv = np.uint8([[[rng.randint(*hues), rng.randint(150, 256), rng.randint(150, 256)]]])
     colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
     texture = rng.randn(int(mask.sum()), 1) * 12
     img[mask] = np.clip(colour[None] + texture, 0, 255)
@@ -128,9 +133,10 @@ def make_toy_ade(root, num_train: int = 300, num_val: int = 50, size: int = 256,
     """Write ``root/images/{training,validation}/*.jpg`` and ``root/annotations/...*.png``.
 
     Labels: 0 ignore (a 2-pixel band around every shape), 1 ground and 2 water (two background
-    textures split by a wavy line), 3..5 the shapes, drawn larger than the detection set's (radius
-    1/8 to 1/4 of the image) so that their outlines survive the demo's 128-px training size."""
-    params = dict(kind='ade', num_train=num_train, num_val=num_val, size=size, seed=seed, version=2)
+    textures split by a wavy line), 3..5 the shapes, each class in its own band of hues and drawn
+    larger than the detection set's (radius 1/8 to 1/4 of the image) so that their outlines
+    survive the demo's 128-px training size."""
+    params = dict(kind='ade', num_train=num_train, num_val=num_val, size=size, seed=seed, version=3)
 
     def fill(tmp: Path) -> None:
         for split, count, split_seed in (('training', num_train, seed), ('validation', num_val, seed + 10_000)):
@@ -151,7 +157,7 @@ def make_toy_ade(root, num_train: int = 300, num_val: int = 50, size: int = 256,
                 for _ in range(rng.randint(1, 4)):
                     cls = rng.randint(len(SHAPES))
                     mask = _shape_mask(rng, SHAPES[cls], size, radius_range=(1 / 8, 1 / 4))
-                    _paint(rng, img, mask)
+                    _paint(rng, img, mask, ADE_SHAPE_HUES[cls])
                     label[mask] = 3 + cls
                     shapes |= mask
                 band = cv2.dilate(shapes.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & \

@@ -55,3 +55,23 @@ def test_existing_dataset_is_kept_and_foreign_folders_are_refused(tmp_path):
         make_toy_coco(foreign, num_train=2, num_val=1, size=64)
     assert (foreign / 'notes.txt').read_text() == 'keep me'
     assert not [p for p in tmp_path.iterdir() if p.name.startswith('.tmp_toy_')]
+
+
+def test_ade_shape_classes_have_their_own_hue_bands(tmp_path):
+    # The segmentation set's shape classes carry a colour cue: OpenCV hues 0-25 (circle),
+    # 45-85 (square), 125-165 (triangle). Checked on each shape's interior, away from JPEG edges.
+    root = make_toy_ade(tmp_path / 'ade', num_train=12, num_val=1, size=128, seed=2)
+    bands = {3: (0, 25), 4: (45, 85), 5: (125, 165)}
+    seen = set()
+    for path in sorted((root / 'annotations' / 'training').glob('*.png')):
+        label = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        hsv = cv2.cvtColor(cv2.imread(str(root / 'images' / 'training' / (path.stem + '.jpg'))), cv2.COLOR_BGR2HSV)
+        for cls, (low, high) in bands.items():
+            inside = cv2.erode((label == cls).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            if inside.sum() < 20:
+                continue
+            hue = float(np.median(hsv[..., 0][inside]))
+            distance = min(abs(hue - low), abs(hue - high), abs(hue + 180 - high), abs(low + 180 - hue))
+            assert low <= hue <= high or distance <= 4, (path.name, cls, hue)
+            seen.add(cls)
+    assert seen == {3, 4, 5}
