@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import platform
 import statistics
 import subprocess
@@ -79,7 +80,18 @@ def build_detector(name: str):
     cfg = Config.fromfile(path)
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)  # PyTorch's default initialisation: enough for timing
+    model = MODELS.build(cfg.model)
+    # mmdet's initialisation of the heads (as at the start of training): near-zero box deltas, so
+    # both detectors propose boxes near the same anchors and RoIAlign (whose cost grows with box
+    # size) does comparable work; with PyTorch's default init the proposals differ at random.
+    from mmengine.logging import MMLogger
+    mm_logger = MMLogger.get_current_instance()
+    level = mm_logger.level
+    mm_logger.setLevel(logging.ERROR)  # init_weights logs every parameter (and Swin-T's lack of a checkpoint)
+    try:
+        model.init_weights()
+    finally:
+        mm_logger.setLevel(level)
     model.eval()  # (mmdet's SwinTransformer.train() returns None: never chain it)
     data = model.data_preprocessor(demo_mm_inputs(1, [(3, 800, 1216)], num_items=[1]), False)
 
