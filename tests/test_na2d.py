@@ -128,7 +128,9 @@ def test_attention_dropout_zero_in_eval_and_active_in_training():
 
 def test_auto_uses_the_cpu_kernel_and_falls_back_when_it_cannot_be_built(monkeypatch):
     q, k, v, rpb = _inputs(1, 2, 9, 9, 4, 3, dtype=torch.float32)
+    directory = cpu_kernel.build_dir()
     assert cpu_kernel.why_not(q, 0.0) is None  # this machine compiles C++: the kernel must build
+    assert cpu_kernel.build_dir() == directory and directory.is_dir()  # the cache key is stable
     calls = []
     real = cpu_kernel.na2d
     monkeypatch.setattr(cpu_kernel, 'na2d', lambda *a: calls.append(1) or real(*a))

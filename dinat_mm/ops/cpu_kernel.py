@@ -21,8 +21,8 @@ import torch
 SOURCE = Path(__file__).with_name('csrc') / 'na2d_cpu.cpp'
 # -ffast-math at compile time only (vectorised exp through glibc's libmvec, reordered sums);
 # not at link time, so no flush-to-zero start-up code reaches the process.
-CFLAGS = ['-O3', '-march=native', '-mprefer-vector-width=512', '-ffast-math', '-fopenmp']
-LDFLAGS = ['-fopenmp', '-lmvec']
+CFLAGS = ('-O3', '-march=native', '-mprefer-vector-width=512', '-ffast-math', '-fopenmp')
+LDFLAGS = ('-fopenmp', '-lmvec')
 
 
 def _cpu_flags() -> str:
@@ -49,8 +49,9 @@ def _load():
         from torch.utils.cpp_extension import load
         directory = build_dir()
         directory.mkdir(parents=True, exist_ok=True)
-        module = load(name=directory.name, sources=[str(SOURCE)], extra_cflags=CFLAGS,
-                      extra_ldflags=LDFLAGS, build_directory=str(directory), verbose=False)
+        # fresh lists: torch's load appends to the ones it is given
+        module = load(name=directory.name, sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
+                      extra_ldflags=list(LDFLAGS), build_directory=str(directory), verbose=False)
         return module, None
     except Exception as exc:  # no compiler, no headers, ...: the torch path still serves
         reason = f'the CPU kernel could not be built ({type(exc).__name__}: {str(exc)[-500:]})'
