@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import os
 import os.path as osp
 import random
@@ -30,6 +31,37 @@ class CPUBF16OptimWrapper(OptimWrapper):
     def optim_context(self, model: torch.nn.Module) -> Iterator[None]:
         with super().optim_context(model), torch.autocast('cpu', dtype=torch.bfloat16):
             yield
+
+
+def bf16_features(extract_feat):
+    """Wrap a detector's ``extract_feat`` (backbone + neck, nearly all of its FLOPs) to run under
+    CPU bfloat16 autocast and hand float32 features to the heads: mmcv's CPU nms and RoIAlign
+    have no bfloat16 kernels."""
+    if getattr(extract_feat, 'bf16_features', False):
+        return extract_feat
+
+    @functools.wraps(extract_feat)
+    def wrapped(*args, **kwargs):
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            feats = extract_feat(*args, **kwargs)
+        return tuple(f.float() for f in feats)
+
+    wrapped.bf16_features = True
+    return wrapped
+
+
+class BF16FeaturesHook(Hook):
+    """--amp for mmdet detectors on CPU: :func:`bf16_features` on the runner's model."""
+
+    priority = 'VERY_HIGH'
+
+    def before_run(self, runner) -> None:
+        from mmengine.model import is_model_wrapper
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if not hasattr(model, 'extract_feat'):
+            raise UserError(f'BF16FeaturesHook needs a detector with extract_feat, got {type(model).__name__}')
+        model.extract_feat = bf16_features(model.extract_feat)
+        runner.logger.info('bfloat16 autocast on CPU for the backbone and neck; heads in float32')
 
 
 class RNGStateHook(Hook):
@@ -92,15 +124,17 @@ def set_work_dir(cfg: Config, config_path: str, work_dir: str = None) -> None:
 
 
 def enable_amp(cfg: Config) -> None:
-    """--amp: float16 with loss scaling on GPU (mmengine's AmpOptimWrapper), bfloat16 autocast on CPU."""
+    """--amp: float16 with loss scaling on GPU (mmengine's AmpOptimWrapper), bfloat16 autocast on CPU
+    (the whole forward for segmentors; backbone and neck for detectors, see BF16FeaturesHook)."""
     if cfg.optim_wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper', 'CPUBF16OptimWrapper'):
         raise UserError(f'--amp cannot wrap optim_wrapper type {cfg.optim_wrapper.type!r}')
     if torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     elif cfg.default_scope == 'mmdet':
-        raise UserError('--amp on CPU: mmcv\'s CPU detection ops (nms, RoIAlign) have no bfloat16 kernels, '
-                        'so mmdet models cannot train under bfloat16 autocast here; train in float32')
+        hooks = list(cfg.get('custom_hooks', []))
+        if not any(h.get('type') == 'BF16FeaturesHook' for h in hooks):
+            cfg.custom_hooks = hooks + [dict(type='BF16FeaturesHook')]
     else:
         cfg.optim_wrapper.type = 'CPUBF16OptimWrapper'
 
