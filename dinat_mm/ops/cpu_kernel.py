@@ -3,8 +3,8 @@ for this machine's CPU, cached, and used only where it serves; otherwise the rea
 and na2d runs the pure-PyTorch path.
 
 The build is cached under ``$DINAT_MM_BUILD_DIR`` (default ``~/.cache/dinat_mm``) in a folder named
-after a hash of the source, the torch version and the CPU flags, so a changed source, torch or
-machine builds afresh. ``DINAT_MM_CPU_KERNEL=0`` turns the kernel off.
+after a hash of the source, the torch version, the CPU flags and the compiler flags, so a changed
+source, torch, machine or flag builds afresh. ``DINAT_MM_CPU_KERNEL=0`` turns the kernel off.
 """
 from __future__ import annotations
 

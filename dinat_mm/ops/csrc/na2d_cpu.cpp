@@ -3,7 +3,7 @@
 // waste, no masking); the pure-PyTorch path in na2d.py is the reference it is tested against.
 //
 // Layouts: query/key/value [B, heads, H, W, D] with any strides but a unit stride along D;
-// out, grad_key, grad_value [B, H, W, heads, D] contiguous (the layout the projection after the
+// out, grad_query, grad_key, grad_value [B, H, W, heads, D] contiguous (the layout the projection after the
 // attention reads); attn and grad_logits [B, heads, H, W, kh*kw].
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -30,36 +30,51 @@ struct Axis {
     for (int64_t g = 0; g < dilation; ++g)
       for (int64_t i = g; i < length; i += dilation) order.push_back(i);
     const int64_t ns = kernel / 2;
-    std::vector<int64_t> start(length);
     for (int64_t i = 0; i < length; ++i) {
       const int64_t g = i % dilation, p = i / dilation;
       const int64_t lg = (length - g + dilation - 1) / dilation;
       int64_t s = std::max<int64_t>(p - ns, 0);
       if (p + ns >= lg) s += lg - p - ns - 1;
-      start[i] = s;
       first_key[i] = s * dilation + g;
       first_bias[i] = kernel - 1 + s - p;
     }
     // Windows start at non-decreasing positions within a group, so the queries that see a key
-    // form one run of the group.
-    for (int64_t r = 0; r < length; ++r) {
-      const int64_t g = r % dilation, pr = r / dilation;
-      int64_t lo = -1, hi = -1;
-      for (int64_t i = g; i < length; i += dilation) {
-        if (start[i] <= pr && pr < start[i] + kernel) {
-          if (lo < 0) lo = i;
-          hi = i;
-        }
+    // form one run of the group: walking each group in order, the first and last that see it.
+    std::fill(query_lo.begin(), query_lo.end(), -1);
+    for (int64_t i : order)
+      for (int64_t t = 0; t < kernel; ++t) {
+        const int64_t r = first_key[i] + t * dilation;
+        if (query_lo[r] < 0) query_lo[r] = i;
+        query_hi[r] = i;
       }
-      query_lo[r] = lo;
-      query_hi[r] = hi;
-    }
   }
 };
 
 struct Strides5 {  // element strides of a [B, heads, H, W, D] tensor
   int64_t b, h, i, j;
   explicit Strides5(const at::Tensor& t) : b(t.stride(0)), h(t.stride(1)), i(t.stride(2)), j(t.stride(3)) {}
+};
+
+// The sizes of one call, and flat offsets into its two contiguous layouts.
+struct Geometry {
+  int64_t batch, heads, height, width, dim, kk;
+  Geometry(const at::Tensor& query, const Axis& rows, const Axis& cols)
+      : batch(query.size(0)), heads(query.size(1)), height(query.size(2)), width(query.size(3)),
+        dim(query.size(4)), kk(rows.kernel * cols.kernel) {}
+  int64_t tasks() const { return batch * heads * height; }  // one (batch, head, row) each
+  void task(int64_t index, const Axis& rows, int64_t& b, int64_t& h, int64_t& i) const {
+    i = rows.order[index % height];
+    h = (index / height) % heads;
+    b = index / (height * heads);
+  }
+  // [B, H, W, heads, D]: out and the gradients of query, key, value
+  int64_t token(int64_t b, int64_t i, int64_t j, int64_t h) const {
+    return (((b * height + i) * width + j) * heads + h) * dim;
+  }
+  // [B, heads, H, W, kh*kw]: the attention weights and their gradients
+  int64_t weights(int64_t b, int64_t h, int64_t i, int64_t j) const {
+    return (((b * heads + h) * height + i) * width + j) * kk;
+  }
 };
 
 template <typename T, int DC>
@@ -105,9 +120,9 @@ template <typename T, int DC>
 void forward_kernel(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
                     const at::Tensor& rpb, double scale_, const Axis& rows, const Axis& cols,
                     at::Tensor& out, at::Tensor& attn) {
-  const int64_t batch = query.size(0), heads = query.size(1), height = query.size(2),
-                width = query.size(3), dim = query.size(4);
-  const int64_t kh = rows.kernel, kw = cols.kernel, kk = kh * kw, dh = rows.dilation, dw = cols.dilation;
+  const Geometry geo(query, rows, cols);
+  const int64_t dim = geo.dim, kk = geo.kk;
+  const int64_t kh = rows.kernel, kw = cols.kernel, dh = rows.dilation, dw = cols.dilation;
   const int64_t bias_w = 2 * kw - 1, bias_hw = (2 * kh - 1) * bias_w;
   const Strides5 sq(query), sk(key), sv(value);
   const T* q_ptr = query.data_ptr<T>();
@@ -118,17 +133,18 @@ void forward_kernel(const at::Tensor& query, const at::Tensor& key, const at::Te
   T* attn_ptr = attn.defined() ? attn.data_ptr<T>() : nullptr;
   const T scale = static_cast<T>(scale_);
 
-  at::parallel_for(0, batch * heads * height, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, geo.tasks(), 1, [&](int64_t begin, int64_t end) {
     std::vector<T> local(kk);
     for (int64_t index = begin; index < end; ++index) {
-      const int64_t i = rows.order[index % height], h = (index / height) % heads, b = index / (height * heads);
+      int64_t b, h, i;
+      geo.task(index, rows, b, h, i);
       const T* qrow = q_ptr + b * sq.b + h * sq.h + i * sq.i;
       const T* kbase = k_ptr + b * sk.b + h * sk.h + rows.first_key[i] * sk.i;
       const T* vbase = v_ptr + b * sv.b + h * sv.h + rows.first_key[i] * sv.i;
       const T* bias_rows = rpb_ptr ? rpb_ptr + h * bias_hw + rows.first_bias[i] * bias_w : nullptr;
       for (int64_t j : cols.order) {
         const T* qp = qrow + j * sq.j;
-        T* scores = attn_ptr ? attn_ptr + ((((b * heads + h) * height + i) * width) + j) * kk : local.data();
+        T* scores = attn_ptr ? attn_ptr + geo.weights(b, h, i, j) : local.data();
         const int64_t key_col = cols.first_key[j], bias_col = cols.first_bias[j];
         for (int64_t a = 0; a < kh; ++a) {
           const T* krow = kbase + a * dh * sk.i + key_col * sk.j;
@@ -158,7 +174,7 @@ void forward_kernel(const at::Tensor& query, const at::Tensor& key, const at::Te
             acc.add(p, vrow + t * dw * sv.j);
           }
         }
-        acc.store(out_ptr + (((b * height + i) * width + j) * heads + h) * dim);
+        acc.store(out_ptr + geo.token(b, i, j, h));
       }
     }
   });
@@ -172,9 +188,9 @@ void backward_kernel(const at::Tensor& grad_out, const at::Tensor& query, const 
                      const at::Tensor& value, const at::Tensor& attn, double scale_, const Axis& rows,
                      const Axis& cols, at::Tensor& grad_query, at::Tensor& grad_key,
                      at::Tensor& grad_value, at::Tensor& grad_rpb) {
-  const int64_t batch = query.size(0), heads = query.size(1), height = query.size(2),
-                width = query.size(3), dim = query.size(4);
-  const int64_t kh = rows.kernel, kw = cols.kernel, kk = kh * kw, dh = rows.dilation, dw = cols.dilation;
+  const Geometry geo(query, rows, cols);
+  const int64_t dim = geo.dim, kk = geo.kk;
+  const int64_t kh = rows.kernel, kw = cols.kernel, dh = rows.dilation, dw = cols.dilation;
   const Strides5 sq(query), sk(key), sv(value);
   const T* q_ptr = query.data_ptr<T>();
   const T* k_ptr = key.data_ptr<T>();
@@ -187,20 +203,18 @@ void backward_kernel(const at::Tensor& grad_out, const at::Tensor& query, const 
   T* gq_ptr = grad_query.data_ptr<T>();  // [B, H, W, heads, D] contiguous, like the others
   T* gk_ptr = grad_key.data_ptr<T>();
   T* gv_ptr = grad_value.data_ptr<T>();
-  auto token = [&](int64_t b, int64_t i, int64_t j, int64_t h) {
-    return (((b * height + i) * width + j) * heads + h) * dim;
-  };
 
-  at::parallel_for(0, batch * heads * height, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, geo.tasks(), 1, [&](int64_t begin, int64_t end) {
     for (int64_t index = begin; index < end; ++index) {
-      const int64_t i = rows.order[index % height], h = (index / height) % heads, b = index / (height * heads);
+      int64_t b, h, i;
+      geo.task(index, rows, b, h, i);
       const T* kbase = k_ptr + b * sk.b + h * sk.h + rows.first_key[i] * sk.i;
       const T* vbase = v_ptr + b * sv.b + h * sv.h + rows.first_key[i] * sv.i;
       for (int64_t j : cols.order) {
-        const int64_t offset = (((b * heads + h) * height + i) * width + j) * kk;
+        const int64_t offset = geo.weights(b, h, i, j);
         const T* p = p_ptr + offset;
         T* ds = ds_ptr + offset;
-        const T* go = go_ptr + token(b, i, j, h);
+        const T* go = go_ptr + geo.token(b, i, j, h);
         const int64_t key_col = cols.first_key[j];
         T weighted = 0;
         for (int64_t a = 0; a < kh; ++a) {
@@ -218,14 +232,15 @@ void backward_kernel(const at::Tensor& grad_out, const at::Tensor& query, const 
           const T* krow = kbase + a * dh * sk.i + key_col * sk.j;
           for (int64_t t = 0; t < kw; ++t) acc.add(ds[a * kw + t], krow + t * dw * sk.j);
         }
-        acc.store(gq_ptr + token(b, i, j, h));
+        acc.store(gq_ptr + geo.token(b, i, j, h));
       }
     }
   });
 
-  at::parallel_for(0, batch * heads * height, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, geo.tasks(), 1, [&](int64_t begin, int64_t end) {
     for (int64_t index = begin; index < end; ++index) {
-      const int64_t r = rows.order[index % height], h = (index / height) % heads, b = index / (height * heads);
+      int64_t b, h, r;
+      geo.task(index, rows, b, h, r);
       const T* qbase = q_ptr + b * sq.b + h * sq.h;
       for (int64_t c : cols.order) {
         Accumulator<T, DC> acc_k(dim), acc_v(dim);
@@ -233,13 +248,13 @@ void backward_kernel(const at::Tensor& grad_out, const at::Tensor& query, const 
           const int64_t a = (r - rows.first_key[i]) / dh;
           for (int64_t j = cols.query_lo[c]; j <= cols.query_hi[c]; j += dw) {
             const int64_t n = a * kw + (c - cols.first_key[j]) / dw;
-            const int64_t offset = (((b * heads + h) * height + i) * width + j) * kk + n;
-            acc_v.add(p_ptr[offset], go_ptr + token(b, i, j, h));
+            const int64_t offset = geo.weights(b, h, i, j) + n;
+            acc_v.add(p_ptr[offset], go_ptr + geo.token(b, i, j, h));
             acc_k.add(ds_ptr[offset], qbase + i * sq.i + j * sq.j);
           }
         }
-        acc_k.store(gk_ptr + token(b, r, c, h));
-        acc_v.store(gv_ptr + token(b, r, c, h));
+        acc_k.store(gk_ptr + geo.token(b, r, c, h));
+        acc_v.store(gv_ptr + geo.token(b, r, c, h));
       }
     }
   });
@@ -247,13 +262,13 @@ void backward_kernel(const at::Tensor& grad_out, const at::Tensor& query, const 
   if (grad_rpb.defined()) {
     const int64_t bias_w = 2 * kw - 1, bias_hw = (2 * kh - 1) * bias_w;
     T* gb_ptr = grad_rpb.data_ptr<T>();  // [heads, 2kh-1, 2kw-1], zeroed
-    at::parallel_for(0, heads, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, geo.heads, 1, [&](int64_t begin, int64_t end) {
       for (int64_t h = begin; h < end; ++h) {
         T* table = gb_ptr + h * bias_hw;
-        for (int64_t b = 0; b < batch; ++b)
-          for (int64_t i = 0; i < height; ++i)
-            for (int64_t j = 0; j < width; ++j) {
-              const T* ds = ds_ptr + (((b * heads + h) * height + i) * width + j) * kk;
+        for (int64_t b = 0; b < geo.batch; ++b)
+          for (int64_t i = 0; i < geo.height; ++i)
+            for (int64_t j = 0; j < geo.width; ++j) {
+              const T* ds = ds_ptr + geo.weights(b, h, i, j);
               T* corner = table + rows.first_bias[i] * bias_w + cols.first_bias[j];
               for (int64_t a = 0; a < kh; ++a)
                 for (int64_t t = 0; t < kw; ++t) corner[a * bias_w + t] += ds[a * kw + t];
