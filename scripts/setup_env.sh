@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=$VENV/bin/python
-STAMP=$VENV/.dinat_mm_env_v2
+STAMP=$VENV/.dinat_mm_env_v3
 
 if [ -f "$STAMP" ] && "$PY" -c "import dinat_mm" 2>/dev/null; then
   exit 0
@@ -25,6 +25,9 @@ if ! "$PY" -c "import mmcv, mmcv.ops" 2>/dev/null; then
 fi
 $PIP install -q "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" ftfy regex \
   "pytest>=8" safetensors
+# triton: na2d's GPU kernels; on this CPU-only machine the tests run them in Triton's interpreter and
+# compile them ahead of time for sm_80/sm_90.
+$PIP install -q "triton==3.9.0"
 # natten is optional (dinat_mm delegates to it only on CUDA); installed so its detection is tested.
 $PIP install -q "natten==0.21.*"
 $PIP install -q --no-deps --no-build-isolation -e .

@@ -129,7 +129,7 @@ def test_attention_dropout_zero_in_eval_and_active_in_training():
 def test_auto_uses_the_cpu_kernel_and_falls_back_when_it_cannot_be_built(monkeypatch):
     q, k, v, rpb = _inputs(1, 2, 9, 9, 4, 3, dtype=torch.float32)
     directory = cpu_kernel.build_dir()
-    assert cpu_kernel.why_not(q, 0.0) is None  # this machine compiles C++: the kernel must build
+    assert cpu_kernel.why_not('cpu', 0.0) is None  # this machine compiles C++: the kernel must build
     assert cpu_kernel.build_dir() == directory and directory.is_dir()  # the cache key is stable
     calls = []
     real = cpu_kernel.na2d
@@ -174,7 +174,7 @@ def test_tensor_errors():
 
 def test_natten_backend_is_an_error_where_natten_cannot_serve_and_auto_falls_back():
     q, k, v, rpb = _inputs(1, 2, 9, 9, 4, 3, dtype=torch.float32)
-    reason = natten_backend.why_not(q, rpb)
+    reason = natten_backend.why_not('cpu', True)
     assert reason  # on CPU natten serves nothing: 0.21 has no CPU kernels, 0.17 does not import
     with pytest.raises(RuntimeError, match="backend='natten' cannot serve this call"):
         na2d(q, k, v, 3, rpb=rpb, backend='natten')
@@ -183,10 +183,9 @@ def test_natten_backend_is_an_error_where_natten_cannot_serve_and_auto_falls_bac
 
 def test_natten_fused_api_serves_only_cuda_without_rpb(monkeypatch):
     monkeypatch.setattr(natten_backend, '_natten', lambda: (object(), 'fused'))
-    assert 'CPU' in natten_backend.why_not(torch.empty(1, 2, 9, 9, 4), None)
-    cuda_like = type('T', (), {'device': torch.device('cuda')})()
-    assert natten_backend.why_not(cuda_like, None) is None
-    assert 'relative positional bias' in natten_backend.why_not(cuda_like, torch.zeros(2, 5, 5))
+    assert 'CPU' in natten_backend.why_not('cpu', False)
+    assert natten_backend.why_not('cuda', False) is None
+    assert 'relative positional bias' in natten_backend.why_not('cuda', True)
 
 
 STAGE1_PEAK = r'''

@@ -6,11 +6,14 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from . import cpu_kernel, natten_backend
+from . import cpu_kernel, natten_backend, triton_backend
 from .neighborhood import plan_2d
 
 IntPair = Union[int, Sequence[int]]
-BACKENDS = ('auto', 'torch', 'cpu', 'natten')
+BACKENDS = ('auto', 'torch', 'cpu', 'triton', 'natten')
+# What 'auto' tries, in order, for tensors on each device type; the torch path serves everything.
+# natten (>= 0.20: no rpb) comes after the Triton kernels on CUDA: no measurement has shown it faster.
+AUTO_ORDER = {'cuda': ('triton', 'natten', 'torch'), 'cpu': ('cpu', 'torch')}
 
 
 def _pair(value: IntPair, name: str) -> Tuple[int, int]:
@@ -75,9 +78,12 @@ def na2d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_siz
         rpb: optional relative positional bias ``[heads, 2kh-1, 2kw-1]``.
         scale: defaults to ``head_dim ** -0.5``.
         backend: ``'torch'`` (exact pure PyTorch, the reference and the fallback), ``'cpu'`` (the
-            compiled CPU kernel of :mod:`dinat_mm.ops.cpu_kernel`), ``'natten'`` (an error where
-            the installed natten cannot serve the call) or ``'auto'``: natten where it is known to
-            serve (CUDA), else the CPU kernel for CPU tensors, else the torch path.
+            compiled CPU kernel of :mod:`dinat_mm.ops.cpu_kernel`), ``'triton'`` (the Triton
+            kernels of :mod:`dinat_mm.ops.triton_backend`: CUDA, or CPU under
+            ``TRITON_INTERPRET=1``), ``'natten'``, or ``'auto'``: the first that serves of
+            :data:`AUTO_ORDER` for the tensors' device (CUDA: triton, natten, torch; CPU: the
+            CPU kernel, torch). A named backend that cannot serve the call is an error that gives
+            the reason.
         attn_drop: dropout probability on the attention weights (training only).
 
     Returns:
@@ -89,19 +95,45 @@ def na2d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_siz
     if torch.jit.is_tracing():  # one opaque node, so that FLOP counters see na2d (dinat_mm.analysis)
         table = rpb if rpb is not None else query.new_zeros(query.shape[1], 2 * ks[0] - 1, 2 * ks[1] - 1)
         return NA2DTraced.apply(query, key, value, table, rpb is not None, ks, dil, scale)
-    if backend in ('auto', 'natten'):
-        reason = natten_backend.why_not(query, rpb, attn_drop)
-        if reason is None:
-            return natten_backend.na2d(query, key, value, ks, dil, rpb, scale)
-        if backend == 'natten':
-            raise RuntimeError(f"backend='natten' cannot serve this call: {reason}")
-    if backend in ('auto', 'cpu'):
-        reason = cpu_kernel.why_not(query, attn_drop)
-        if reason is None:
-            return cpu_kernel.na2d(query, key, value, ks, dil, rpb, scale)
-        if backend == 'cpu':
-            raise RuntimeError(f"backend='cpu' cannot serve this call: {reason}")
+    chosen = choose_backend(backend, query.device.type, query.dtype, int(query.shape[-1]), ks,
+                            rpb is not None, float(attn_drop))
+    if chosen == 'triton':
+        return triton_backend.na2d(query, key, value, ks, dil, rpb, scale)
+    if chosen == 'cpu':
+        return cpu_kernel.na2d(query, key, value, ks, dil, rpb, scale)
+    if chosen == 'natten':
+        return natten_backend.na2d(query, key, value, ks, dil, rpb, scale)
     return na2d_torch(query, key, value, ks, dil, rpb, scale, attn_drop)
+
+
+def why_not(name: str, device_type: str, dtype: torch.dtype, head_dim: int, kernel_size: Tuple[int, int],
+            has_rpb: bool, attn_drop: float) -> Optional[str]:
+    """None if backend ``name`` serves such a call, else the reason it does not."""
+    if name == 'triton':
+        return triton_backend.why_not(device_type, dtype, head_dim, kernel_size, attn_drop)
+    if name == 'cpu':
+        return cpu_kernel.why_not(device_type, attn_drop)
+    if name == 'natten':
+        return natten_backend.why_not(device_type, has_rpb, attn_drop)
+    return None  # torch
+
+
+# Decided from Python values only, so torch.compile runs it once while tracing and keeps the answer
+# (no graph break, no guard on the kernels' build state).
+@torch.compiler.assume_constant_result
+def choose_backend(backend: str, device_type: str, dtype: torch.dtype, head_dim: int,
+                   kernel_size: Tuple[int, int], has_rpb: bool, attn_drop: float) -> str:
+    """The backend that runs a call: ``backend`` itself where it serves (an error naming the
+    reason where it cannot), or for 'auto' the first of AUTO_ORDER[device_type] that serves."""
+    if backend != 'auto':
+        reason = why_not(backend, device_type, dtype, head_dim, kernel_size, has_rpb, attn_drop)
+        if reason is not None:
+            raise RuntimeError(f"backend='{backend}' cannot serve this call: {reason}")
+        return backend
+    for name in AUTO_ORDER.get(device_type, ('torch',)):
+        if why_not(name, device_type, dtype, head_dim, kernel_size, has_rpb, attn_drop) is None:
+            return name
+    return 'torch'
 
 
 def na2d_torch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_size: Tuple[int, int],

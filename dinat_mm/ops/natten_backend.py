@@ -30,17 +30,17 @@ def _natten():
     return None, f'natten {getattr(natten, "__version__", "?")} has no 2-D neighborhood attention API'
 
 
-def why_not(query: torch.Tensor, rpb: Optional[torch.Tensor], attn_drop: float = 0.0) -> Optional[str]:
-    """None if natten serves this call, else the reason it does not."""
+def why_not(device_type: str, has_rpb: bool, attn_drop: float = 0.0) -> Optional[str]:
+    """None if natten serves a call on ``device_type`` tensors, else the reason it does not."""
     module, api = _natten()
     if module is None:
         return api
     if attn_drop > 0:
         return 'dinat_mm does not apply attention dropout through natten'
-    if query.device.type != 'cuda':
+    if device_type != 'cuda':
         return ('natten has no usable CPU path here (>= 0.20 builds the full N x N matrix on CPU, '
                 '0.17 runs at about 0.1 GFLOP/s); use the torch backend')
-    if api == 'fused' and rpb is not None:
+    if api == 'fused' and has_rpb:
         return 'natten >= 0.20 has no relative positional bias (rpb)'
     return None
 

@@ -25,6 +25,29 @@ def window_start(p: np.ndarray, group_len: int, kernel_size: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class AxisWindows:
+    """The rule's tables for one axis, indexed by absolute index (positions are in group units)."""
+
+    start: np.ndarray  # window start of the query at each index
+    query_lo: np.ndarray  # first query position whose window holds the key at each index
+    query_hi: np.ndarray  # last such query position (window starts never decrease within a group)
+    first_bias: np.ndarray  # k - 1 + start - position: rpb index of each query's first neighbour
+
+
+def axis_windows(length: int, kernel_size: int, dilation: int) -> AxisWindows:
+    start, query_lo, query_hi, first_bias = (np.empty(length, dtype=np.int64) for _ in range(4))
+    for g in range(min(dilation, length)):
+        group_len = -(-(length - g) // dilation)
+        p = np.arange(group_len)
+        s = window_start(p, group_len, kernel_size)
+        index = p * dilation + g
+        start[index], first_bias[index] = s, kernel_size - 1 + s - p
+        query_lo[index] = np.searchsorted(s + kernel_size - 1, p, side='left')
+        query_hi[index] = np.searchsorted(s, p, side='right') - 1
+    return AxisWindows(start, query_lo, query_hi, first_bias)
+
+
+@dataclass(frozen=True)
 class AxisPlan:
     """Tiles of one axis: each tile is ``tile`` consecutive queries of one dilation group and the
     ``region`` consecutive keys of that group that hold all of their windows."""
