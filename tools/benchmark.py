@@ -1,9 +1,16 @@
-"""CPU benchmark: na2d at the DiNAT-T stage shapes, and DiNAT-T beside mmdet's Swin-T.
+"""Benchmarks: na2d at the DiNAT-T stage shapes, and DiNAT-T beside mmdet's Swin-T.
 
-Run: ``.venv/bin/python tools/benchmark.py [--threads 2] [--repeats 5]``. Prints markdown
-tables (for README) with the machine's measured fp32 GEMM rate. Peers run alternately in one
-process, after warm-up, and the median is reported; each peak memory is the resident-set growth of
-a fresh process running only that workload.
+``tools/benchmark.py [--threads 2] [--repeats 5]``: the CPU tables (for README), with the machine's
+measured fp32 GEMM rate. Peers run alternately in one process, after warm-up, and the median is
+reported; each peak memory is the resident-set growth of a fresh process running only that workload.
+
+``tools/benchmark.py --device cuda``: the GPU tables, in one run (under 8 minutes on one H200):
+na2d forward and forward + backward at the stage shapes of a 2x3x800x1216 batch for the Triton
+kernels, the torch path, natten's fused kernels (no rpb; where natten's CUDA build is installed) and
+SDPA self-attention of the same token count; DiNAT-T vs Swin-T backbones, fp32 and bf16 autocast;
+a Mask R-CNN training step at batch 2; peak device memory of each. ``--device cpu`` runs the same
+code on CPU (with ``--image H W`` to shrink it, and TRITON_INTERPRET=1 for the Triton rows), so the
+command is tested before a GPU is lent.
 """
 from __future__ import annotations
 
@@ -59,17 +66,18 @@ def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / min(_timed(lambda: a @ b) for _ in range(repeats)) / 1e9
 
 
-def build_backbone(name: str, **overrides) -> torch.nn.Module:
+def build_backbone(name: str, device: str = 'cpu', **overrides) -> torch.nn.Module:
     import dinat_mm  # noqa: F401  (registers DiNAT)
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     register_all_modules()
-    return MODELS.build(dict(DINAT_T_MASKRCNN if name == 'dinat_t' else SWIN_T, **overrides))
+    return MODELS.build(dict(DINAT_T_MASKRCNN if name == 'dinat_t' else SWIN_T, **overrides)).to(device)
 
 
-def build_detector(name: str):
-    """The whole Mask R-CNN of the config, random weights, in eval mode, a predict callable and
-    the preprocessed inputs."""
+def build_detector(name: str, device: str = 'cpu', images=((800, 1216),), train: bool = False):
+    """The whole Mask R-CNN of the config, random weights, and a callable: with ``train`` a
+    training step (loss, backward, SGD step) on ``images`` with random instances, else prediction
+    in eval mode. The callable carries the model and the preprocessed inputs."""
     import dinat_mm  # noqa: F401
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
@@ -81,7 +89,7 @@ def build_detector(name: str):
     cfg = Config.fromfile(path)
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    model = MODELS.build(cfg.model).to(device)
     # mmdet's initialisation of the heads (as at the start of training): near-zero box deltas, so
     # both detectors propose boxes near the same anchors and RoIAlign (whose cost grows with box
     # size) does comparable work; with PyTorch's default init the proposals differ at random.
@@ -93,8 +101,22 @@ def build_detector(name: str):
         model.init_weights()
     finally:
         mm_logger.setLevel(level)
+    if train:
+        model.train()
+        data = model.data_preprocessor(demo_mm_inputs(len(images), [(3, *hw) for hw in images],
+                                                      num_items=[3] * len(images), with_mask=True), True)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
+
+        def step():
+            loss, _ = model.parse_losses(model(**data, mode='loss'))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        step.model, step.inputs = model, data['inputs']
+        return step
     model.eval()  # (mmdet's SwinTransformer.train() returns None: never chain it)
-    data = model.data_preprocessor(demo_mm_inputs(1, [(3, 800, 1216)], num_items=[1]), False)
+    data = model.data_preprocessor(demo_mm_inputs(len(images), [(3, *hw) for hw in images],
+                                                  num_items=[1] * len(images)), False)
 
     def predict():
         with torch.no_grad():
@@ -168,11 +190,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--device', choices=('cuda', 'cpu'),
+                        help='run the device tables (GPU benchmark) on this device instead of the CPU tables')
+    parser.add_argument('--image', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'),
+                        help='with --device: image size (batch 2); stage shapes follow it')
     parser.add_argument('--child', nargs=2, metavar=('KIND', 'SPEC'), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(child(args.child[0], json.loads(args.child[1]), args.repeats)))
+        return
+    if args.device:
+        device_suite(args)
         return
 
     gemm = gemm_rate()
@@ -239,6 +268,154 @@ def main() -> None:
     error = max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(low, ref))
     print(f'DiNAT-T Mask R-CNN inference 800x1216 with backbone and neck under bfloat16 autocast: {det_bf16:.2f} s '
           f'(fp32 {infer["dinat_t"]:.2f} s), largest error of the FPN features relative to their range {error:.3f}')
+
+# ---- the device tables (--device cuda|cpu) ----
+
+def _synced(fn, device: str):
+    """fn, then wait for the device: host timers then measure the work, not its launch."""
+    def run():
+        fn()
+        if device == 'cuda':
+            torch.cuda.synchronize()
+    return run
+
+
+def _peak_bytes(fn, device: str) -> int:
+    """Memory one call of fn needs beyond what is allocated before it: the CUDA allocator's peak,
+    or on CPU the resident-set growth of this process (approximate: malloc keeps freed pages)."""
+    if device == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    base = _reset_peak()
+    fn()
+    return max(0, _status_kib('VmHWM') * 1024 - base)
+
+
+def stage_shapes(height: int, width: int):
+    """DiNAT-T's level sizes for an image (two stride-2 convolutions, then one per level), its heads,
+    and each level's largest detection dilation that fits the map at k = 7."""
+    h, w = -(-(-(-height // 2)) // 2), -(-(-(-width // 2)) // 2)
+    shapes = []
+    for (_, _, heads, dilation) in STAGES:
+        shapes.append((h, w, heads, max(1, min(dilation, h // KERNEL, w // KERNEL))))
+        h, w = -(-h // 2), -(-w // 2)
+    return shapes
+
+
+def _na2d_workloads(batch, height, width, heads, dilation, dtype, device):
+    """{name: (forward, forward + backward)} or {name: reason} for each peer at one shape."""
+    from dinat_mm.ops import na2d
+    from dinat_mm.ops.na2d import why_not
+    import torch.nn.functional as F
+    qkv = torch.randn(batch, height, width, 3, heads, HEAD_DIM, device=device, dtype=dtype, requires_grad=True)
+    q, k, v = qkv.permute(3, 0, 4, 1, 2, 5).unbind(0)  # as the backbone passes them
+    rpb = torch.randn(heads, 2 * KERNEL - 1, 2 * KERNEL - 1, device=device, dtype=dtype, requires_grad=True)
+    grad = torch.randn(batch, heads, height, width, HEAD_DIM, device=device, dtype=dtype)
+    tokens = [t.detach().reshape(batch, heads, height * width, HEAD_DIM).requires_grad_() for t in (q, k, v)]
+    work = {}
+    for name, with_rpb in (('triton', True), ('torch', True), ('natten', False)):
+        reason = why_not(name, device, dtype, HEAD_DIM, (KERNEL, KERNEL), with_rpb, 0.0)
+        if reason:
+            work[name] = reason
+            continue
+        call = partial(na2d, q, k, v, KERNEL, dilation, rpb=rpb if with_rpb else None, backend=name)
+        work[name] = (lambda call=call: (torch.no_grad()(call))(),
+                      lambda call=call: call().backward(grad))
+    sdpa = partial(F.scaled_dot_product_attention, *tokens)
+    work['sdpa'] = (lambda: torch.no_grad()(sdpa)(), lambda: sdpa().backward(grad.reshape(tokens[0].shape)))
+    return work
+
+
+def device_suite(args) -> None:
+    device = args.device
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no CUDA device is available')
+    dtype = torch.bfloat16 if device == 'cuda' else torch.float32
+    batch, (height, width) = 2, args.image
+    name = torch.cuda.get_device_name() if device == 'cuda' else platform.processor() or platform.machine()
+    print(f'# dinat_mm device benchmark, {datetime.date.today()}, {device}: {name}, torch {torch.__version__}, '
+          f'batch {batch}x3x{height}x{width}, median of {args.repeats} after warm-up, peers alternating')
+    print(f'\n| na2d, k={KERNEL}, head_dim {HEAD_DIM}, {str(dtype)[6:]}, batch {batch} | peer | forward (ms) '
+          f'| fwd+bwd (ms) | fwd+bwd useful TFLOP/s | peak memory fwd+bwd (MiB) |')
+    print('|---|---|---|---|---|---|')
+    ratios = []
+    for h, w, heads, sparse in stage_shapes(height, width):
+        if min(h, w) < KERNEL:
+            print(f'| {h}x{w}, {heads} heads | skipped: the map is smaller than the kernel | | | | |')
+            continue
+        for dilation in sorted({1, sparse}):
+            work = _na2d_workloads(batch, h, w, heads, dilation, dtype, device)
+            ready = {n: fns for n, fns in work.items() if not isinstance(fns, str)}
+            fwd = alternating({n: _synced(f[0], device) for n, f in ready.items()}, args.repeats)
+            both = alternating({n: _synced(f[1], device) for n, f in ready.items()}, args.repeats)
+            useful = {n: 2.5 * 2 * 2 * batch * heads * HEAD_DIM * h * w * (h * w if n == 'sdpa' else KERNEL**2)
+                      for n in ready}  # QK and AV; a backward does 2.5 times a forward's work (FlashAttention's count)
+            for n, fns in work.items():
+                label = f'{h}x{w}, {heads} heads, dilation {dilation}'
+                if isinstance(fns, str):
+                    print(f'| {label} | {n} | n/a: {fns} | | | |')
+                    continue
+                peak = _peak_bytes(_synced(fns[1], device), device)
+                print(f'| {label} | {n}{" (no rpb)" if n == "natten" else ""} | {fwd[n] * 1e3:.2f} '
+                      f'| {both[n] * 1e3:.2f} | {useful[n] / both[n] / 1e12:.3g} | {peak / 2**20:.0f} |')
+            if 'triton' in ready:
+                rate = {n: useful[n] / both[n] for n in ready}
+                ratios.append((f'{h}x{w} d{dilation}', both['triton'] / both['natten'] if 'natten' in ready else None,
+                               rate['triton'] / rate['sdpa']))
+    if ratios:
+        print('\nTargets, fwd+bwd: Triton (rpb) / natten fused (no rpb) <= 1.5; else Triton useful rate / SDPA '
+              "self-attention's >= 1/3")
+        for label, vs_natten, vs_sdpa in ratios:
+            print(f'- {label}: Triton/natten time {"n/a" if vs_natten is None else f"{vs_natten:.2f}"}, '
+                  f'Triton/SDPA useful rate {vs_sdpa:.2f}')
+
+    x = torch.randn(batch, 3, height, width, device=device)
+    print('\n| backbone, DiNAT-T vs Swin-T (random weights) | DiNAT-T (ms) | Swin-T (ms) | ratio '
+          '| DiNAT-T peak (MiB) | Swin-T peak (MiB) |')
+    print('|---|---|---|---|---|---|')
+    backbones = {n: build_backbone(n, device) for n in LABELS}
+    precisions = (('fp32', None), ('bf16 autocast', torch.bfloat16))
+    for precision, autocast in precisions:
+        for mode in ('forward', 'forward + backward'):
+            def call(m, mode=mode, autocast=autocast):
+                with torch.autocast(device, dtype=autocast or torch.float32, enabled=autocast is not None):
+                    if mode == 'forward':
+                        with torch.no_grad():
+                            return m(x)
+                    return sum(o.float().mean() for o in m(x)).backward()
+            for m in backbones.values():
+                m.train() if mode != 'forward' else m.eval()  # not chained: Swin's train() returns None
+            fns = {n: _synced(partial(call, m), device) for n, m in backbones.items()}
+            times = alternating(fns, args.repeats)
+            peaks = {n: _peak_bytes(fn, device) for n, fn in fns.items()}
+            print(f'| {mode}, {precision} | {times["dinat_t"] * 1e3:.1f} | {times["swin_t"] * 1e3:.1f} '
+                  f'| {times["dinat_t"] / times["swin_t"]:.2f} | {peaks["dinat_t"] / 2**20:.0f} '
+                  f'| {peaks["swin_t"] / 2**20:.0f} |')
+    del backbones
+
+    print(f'\n| Mask R-CNN training step, batch {batch} at {height}x{width} | DiNAT-T (ms) | Swin-T (ms) | ratio '
+          '| DiNAT-T peak (MiB) | Swin-T peak (MiB) |')
+    print('|---|---|---|---|---|---|')
+    try:
+        steps = {n: build_detector(n, device, [(height, width)] * batch, train=True) for n in DETECTORS}
+    except Exception as exc:  # e.g. an mmcv without this device's RoIAlign/nms
+        print(f'| n/a: the detectors could not be built on {device} ({type(exc).__name__}: {exc}) | | | | | |')
+        return
+    for precision, autocast in precisions[:2 if device == 'cuda' else 1]:  # mmcv's CPU ops have no bf16
+        def step(fn, autocast=autocast):
+            with torch.autocast(device, dtype=autocast or torch.float32, enabled=autocast is not None):
+                fn()
+        fns = {n: _synced(partial(step, fn), device) for n, fn in steps.items()}
+        times = alternating(fns, args.repeats)
+        peaks = {n: _peak_bytes(fn, device) for n, fn in fns.items()}
+        print(f'| {precision} | {times["dinat_t"] * 1e3:.1f} | {times["swin_t"] * 1e3:.1f} '
+              f'| {times["dinat_t"] / times["swin_t"]:.2f} | {peaks["dinat_t"] / 2**20:.0f} '
+              f'| {peaks["swin_t"] / 2**20:.0f} |')
+
 
 if __name__ == '__main__':
     main()

@@ -1,0 +1,29 @@
+"""tools/benchmark.py --device runs (here on CPU, the Triton rows in the interpreter), so the GPU
+command is tested before a GPU is lent. Nothing here judges speed: that is the benchmark's job."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_device_benchmark_runs_every_table_on_cpu():
+    env = dict(os.environ, TRITON_INTERPRET='1')
+    run = subprocess.run([sys.executable, 'tools/benchmark.py', '--device', 'cpu', '--image', '48', '64',
+                          '--repeats', '1'], cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    number = r'\d+\.\d+'
+    for peer in ('triton', 'torch', 'sdpa'):  # the Triton kernels ran (interpreter), beside their peers
+        assert re.search(rf'\| 12x16, 2 heads, dilation 1 \| {peer} \| {number} \| {number} \|', out), peer
+    assert re.search(r'\| 12x16, 2 heads, dilation 1 \| natten \| n/a: ', out)  # natten serves no CPU call
+    assert 'Triton/SDPA useful rate' in out
+    for row in ('forward, fp32', 'forward + backward, fp32', 'forward, bf16 autocast',
+                'forward + backward, bf16 autocast'):
+        assert re.search(rf'\| {re.escape(row)} \| {number} \| {number} \| {number} \|', out), row
+    assert re.search(rf'\| fp32 \| {number} \| {number} \| {number} \|', out)  # the Mask R-CNN training step
