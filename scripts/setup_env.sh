@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=$VENV/bin/python
-STAMP=$VENV/.dinat_mm_env_v3
+STAMP=$VENV/.dinat_mm_env_v4
 
 if [ -f "$STAMP" ] && "$PY" -c "import dinat_mm" 2>/dev/null; then
   exit 0
@@ -28,6 +28,8 @@ $PIP install -q "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" ftfy r
 # triton: na2d's GPU kernels; on this CPU-only machine the tests run them in Triton's interpreter and
 # compile them ahead of time for sm_80/sm_90.
 $PIP install -q "triton==3.9.0"
+# tools/export.py: torch's ONNX exporter (onnxscript) and onnxruntime to check and run the graphs.
+$PIP install -q "onnx==1.23.2" "onnxruntime==1.32.0" "onnxscript==0.7.2"
 # natten is optional (dinat_mm delegates to it only on CUDA); installed so its detection is tested.
 $PIP install -q "natten==0.21.*"
 $PIP install -q --no-deps --no-build-isolation -e .

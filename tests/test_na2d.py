@@ -42,9 +42,10 @@ def test_window_rule_matches_known_natten_windows():
                                                [2, 4, 6], [1, 3, 5], [2, 4, 6]]
 
 
-# Both exact backends: 'torch' (the reference path) and 'cpu' (the compiled kernel; built on this
-# machine, so a failed build fails these tests rather than skipping them).
-EXACT_BACKENDS = ['torch', 'cpu']
+# The exact backends: 'torch' (the reference path), 'cpu' (the compiled kernel; built on this
+# machine, so a failed build fails these tests rather than skipping them) and 'gather' (the form
+# ONNX export lowers to). The Triton kernels have their own tests (test_triton.py).
+EXACT_BACKENDS = ['torch', 'cpu', 'gather']
 
 
 @pytest.mark.parametrize('backend', EXACT_BACKENDS)

@@ -220,6 +220,8 @@ def _compile_configs():
     # the other ends of what dispatch can choose: no rpb, the widest key block (k = 13), head_dim 128
     configs += [[kernel, capability, 'bfloat16', 128, 13, False]
                 for kernel in triton_backend.KERNELS for capability in (80, 90)]
+    configs += [[kernel, capability, 'float64', 32, 7, True]  # float64 too, which dispatch accepts
+                for kernel in triton_backend.KERNELS for capability in (80, 90)]
     return configs
 
 

@@ -6,11 +6,11 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from . import cpu_kernel, natten_backend, triton_backend
+from . import cpu_kernel, gather_backend, natten_backend, triton_backend
 from .neighborhood import plan_2d
 
 IntPair = Union[int, Sequence[int]]
-BACKENDS = ('auto', 'torch', 'cpu', 'triton', 'natten')
+BACKENDS = ('auto', 'torch', 'cpu', 'triton', 'gather', 'natten')
 # What 'auto' tries, in order, for tensors on each device type; the torch path serves everything.
 # natten (>= 0.20: no rpb) comes after the Triton kernels on CUDA: no measurement has shown it faster.
 AUTO_ORDER = {'cuda': ('triton', 'natten', 'torch'), 'cpu': ('cpu', 'torch')}
@@ -80,7 +80,8 @@ def na2d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_siz
         backend: ``'torch'`` (exact pure PyTorch, the reference and the fallback), ``'cpu'`` (the
             compiled CPU kernel of :mod:`dinat_mm.ops.cpu_kernel`), ``'triton'`` (the Triton
             kernels of :mod:`dinat_mm.ops.triton_backend`: CUDA, or CPU under
-            ``TRITON_INTERPRET=1``), ``'natten'``, or ``'auto'``: the first that serves of
+            ``TRITON_INTERPRET=1``), ``'gather'`` (gathers, matmuls and a softmax: what ONNX
+            export lowers to, :mod:`dinat_mm.ops.gather_backend`), ``'natten'``, or ``'auto'``: the first that serves of
             :data:`AUTO_ORDER` for the tensors' device (CUDA: triton, natten, torch; CPU: the
             CPU kernel, torch). A named backend that cannot serve the call is an error that gives
             the reason.
@@ -103,6 +104,8 @@ def na2d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_siz
         return cpu_kernel.na2d(query, key, value, ks, dil, rpb, scale)
     if chosen == 'natten':
         return natten_backend.na2d(query, key, value, ks, dil, rpb, scale)
+    if chosen == 'gather':
+        return gather_backend.na2d(query, key, value, ks, dil, rpb, scale)
     return na2d_torch(query, key, value, ks, dil, rpb, scale, attn_drop)
 
 
@@ -115,7 +118,9 @@ def why_not(name: str, device_type: str, dtype: torch.dtype, head_dim: int, kern
         return cpu_kernel.why_not(device_type, attn_drop)
     if name == 'natten':
         return natten_backend.why_not(device_type, has_rpb, attn_drop)
-    return None  # torch
+    if name == 'gather' and attn_drop > 0:
+        return 'the gather form does not apply attention dropout'
+    return None  # torch, gather
 
 
 # Decided from Python values only, so torch.compile runs it once while tracing and keeps the answer

@@ -1,0 +1,135 @@
+"""tools/export.py: ONNX graphs of standard operators that onnxruntime runs to PyTorch's outputs,
+torch.export programs that hold na2d as the registered op, and the errors for bad input."""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'tools'))
+import export  # noqa: E402  (tools/export.py)
+
+TOY_SEG = str(REPO / 'configs/toy/upernet_dinat_mini_toy.py')
+TOY_DET = str(REPO / 'configs/toy/maskrcnn_dinat_mini_toy.py')
+
+
+def _random_checkpoint(config, path, seed=0):
+    """A training-style checkpoint of random weights, so the export must carry these weights."""
+    torch.manual_seed(seed)
+    model, _ = export.build(config)
+    for p in model.parameters():
+        p.data.normal_(0, 0.05)
+    torch.save({'meta': {'epoch': 1}, 'state_dict': model.state_dict()}, path)
+    return model
+
+
+def _onnx_outputs(path, image):
+    import onnxruntime
+    session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    return session.run(None, {'image': image.numpy()})
+
+
+def _all_domains(path):
+    import onnx
+    model = onnx.load(str(path))
+    nodes = list(model.graph.node) + [n for f in model.functions for n in f.node]
+    domains = {n.domain for n in nodes}
+    for n in nodes:  # subgraphs (If / Loop bodies)
+        for attr in n.attribute:
+            if attr.g is not None:
+                domains |= {m.domain for m in attr.g.node}
+    return domains, {n.op_type for n in nodes}, list(model.functions)
+
+
+@pytest.mark.parametrize('shape', [(64, 64), (48, 80)])
+def test_segmentor_onnx_matches_pytorch_and_uses_standard_operators(tmp_path, shape):
+    checkpoint = tmp_path / 'seg.pth'
+    model = _random_checkpoint(TOY_SEG, checkpoint)
+    out = tmp_path / 'seg.onnx'
+    export.main([TOY_SEG, str(checkpoint), '--out', str(out), '--part', 'model', '--shape', *map(str, shape)])
+    image = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():  # the model with the checkpoint's weights, built here, eager, default backend
+        want = export.Part(model.eval(), 'model')(image)
+    got = _onnx_outputs(out, image)
+    assert got[0].shape == (1, 5, *shape)
+    assert export.relative_error(got, want) < 1e-4
+    domains, ops, functions = _all_domains(out)
+    assert domains <= {'', 'ai.onnx'} and not functions, domains
+    assert {'Gather', 'MatMul', 'Softmax'} <= ops
+    assert sorted(os.listdir(tmp_path)) == ['seg.onnx', 'seg.pth']  # no temporary file left
+
+
+def test_detector_features_and_backbone_onnx_match_pytorch(tmp_path):
+    checkpoint = tmp_path / 'det.pth'
+    model = _random_checkpoint(TOY_DET, checkpoint, seed=1).eval()
+    image = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(4))
+    for part, levels in (('features', 5), ('backbone', 4)):  # FPN's 5 levels, DiNAT's 4
+        out = tmp_path / f'{part}.onnx'
+        export.main([TOY_DET, str(checkpoint), '--out', str(out), '--part', part, '--shape', '64', '96'])
+        with torch.no_grad():
+            want = export.Part(model, part)(image)
+        got = _onnx_outputs(out, image)
+        assert len(got) == levels and [g.shape for g in got] == [tuple(w.shape) for w in want]
+        assert export.relative_error(got, want) < 1e-4
+
+
+def test_torch_export_holds_the_registered_op_and_round_trips(tmp_path):
+    checkpoint = tmp_path / 'det.pth'
+    model = _random_checkpoint(TOY_DET, checkpoint, seed=2)
+    out = tmp_path / 'backbone.pt2'
+    export.main([TOY_DET, str(checkpoint), '--out', str(out), '--format', 'torch-export', '--part', 'backbone',
+                 '--shape', '64', '64'])
+    program = torch.export.load(str(out))
+    targets = [str(n.target) for n in program.graph.nodes if n.op == 'call_function']
+    assert targets.count('dinat_mm.na2d_cpu_forward.default') == sum(model.backbone.depths)
+    image = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        want = export.Part(model.eval(), 'backbone')(image)
+        got = program.module()(image)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _error(argv):
+    with pytest.raises(SystemExit) as info:
+        export.main(argv)
+    return str(info.value.code)
+
+
+def test_bad_inputs_are_errors_that_name_them(tmp_path, capsys):
+    out = str(tmp_path / 'x.onnx')
+    assert 'checkpoint not found: nowhere.pth' in _error([TOY_SEG, 'nowhere.pth', '--out', out])
+    assert 'config file not found: nowhere.py' in _error(['nowhere.py', '--out', out])
+    other = tmp_path / 'other.py'
+    other.write_text("default_scope = 'mmpretrain'\nmodel = dict(type='X')\n")
+    assert "default_scope must be 'mmdet' or 'mmseg', got 'mmpretrain'" in _error([str(other), '--out', out])
+    assert 'belongs to mmdeploy' in _error([TOY_DET, '--out', out, '--part', 'model'])
+    assert '--dynamic is not supported' in _error([TOY_SEG, '--out', out, '--dynamic'])
+    assert '--shape must be positive' in _error([TOY_SEG, '--out', out, '--shape', '0', '64'])
+    assert f'--out {tmp_path}/missing/x.onnx: cannot write there' in _error(
+        [TOY_SEG, '--out', str(tmp_path / 'missing' / 'x.onnx')])
+    with pytest.raises(SystemExit):  # argparse names the argument and its choices
+        export.main([TOY_SEG, '--out', out, '--part', 'head'])
+    assert "--part: invalid choice: 'head'" in capsys.readouterr().err
+    marker = tmp_path / 'marker'
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f'touch {marker}',))
+    torch.save({'state_dict': {}, 'x': Payload()}, tmp_path / 'evil.pth')
+    assert 'evil.pth' in _error([TOY_SEG, str(tmp_path / 'evil.pth'), '--out', out])
+    assert not marker.exists()
+    assert sorted(os.listdir(tmp_path)) == ['evil.pth', 'other.py']  # nothing written
+
+
+def test_a_failed_export_leaves_no_file(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        Path(args[2]).write_bytes(b'half')
+        raise RuntimeError('exporter failed midway')
+    monkeypatch.setattr(export, 'export_onnx', fail)
+    with pytest.raises(RuntimeError, match='midway'):
+        export.main([TOY_SEG, '--out', str(tmp_path / 'x.onnx'), '--shape', '32', '32'])
+    assert os.listdir(tmp_path) == []
