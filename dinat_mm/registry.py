@@ -7,7 +7,7 @@ builds under ``default_scope='mmdet'`` and ``default_scope='mmseg'`` alike once 
 """
 from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS
 
-from .engine import BF16FeaturesHook, CPUBF16OptimWrapper, RNGStateHook
+from .engine import BF16FeaturesHook, CompileHook, CPUBF16OptimWrapper, RNGStateHook
 from .models import NAT, DiNAT
 
 # force: a re-import registers the same classes again instead of failing
@@ -15,4 +15,5 @@ for _cls in (DiNAT, NAT):
     MODELS.register_module(module=_cls, force=True)
 HOOKS.register_module(module=RNGStateHook, force=True)
 HOOKS.register_module(module=BF16FeaturesHook, force=True)
+HOOKS.register_module(module=CompileHook, force=True)
 OPTIM_WRAPPERS.register_module(module=CPUBF16OptimWrapper, force=True)

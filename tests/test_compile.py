@@ -91,3 +91,28 @@ def test_compiled_backbone_matches_eager_to_float32_rounding():
                                   (compiled_grads, eager_grads, ref_grads, 'gradients')):
         assert deviation(eager, ref) < 1e-5, what  # float32 rounding through 30 layers
         assert deviation(got, ref) < 3 * deviation(eager, ref) + 1e-6, what
+
+
+def test_compile_hook_compiles_backbone_and_neck_in_place_with_the_configs_options():
+    from types import SimpleNamespace
+
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    from dinat_mm.engine import CompileHook, enable_compile
+    register_all_modules()
+    cfg = Config.fromfile('configs/toy/maskrcnn_dinat_mini_toy.py')
+    cfg.compile = dict(backend='eager')  # mmengine's compile entry: its options reach torch.compile
+    enable_compile(cfg)
+    assert cfg.compile is None and cfg.custom_hooks[-1] == dict(type='CompileHook', options=dict(backend='eager'))
+    model = MODELS.build(cfg.model)
+    keys = set(model.state_dict())
+    runner = SimpleNamespace(model=model, logger=SimpleNamespace(info=lambda msg: None))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    CompileHook(options=cfg.custom_hooks[-1].options).before_run(runner)
+    assert model.backbone._compiled_call_impl is not None and model.neck._compiled_call_impl is not None
+    model.extract_feat(torch.randn(1, 3, 64, 64))
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] >= 2  # backbone and neck went through dynamo
+    assert set(model.state_dict()) == keys  # in place: checkpoints keep their keys

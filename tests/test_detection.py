@@ -200,3 +200,17 @@ def test_amp_trains_detectors_with_bfloat16_features_on_cpu(toy_coco, tmp_path):
     log = next((tmp_path / 'amp').glob('*/*.log')).read_text()
     assert 'bfloat16 autocast on CPU for the backbone and neck; heads in float32' in log
     assert (tmp_path / 'amp' / 'iter_1.pth').is_file()
+
+
+@pytest.mark.slow
+def test_compile_trains_the_toy_detector_and_tests_it(toy_coco, tmp_path):
+    cache = tmp_path / 'inductor'
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(cache))
+    work = tmp_path / 'compiled'
+    run_tool('tools/train.py', TOY, '--compile', *_train(toy_coco, work, 2), env=env)
+    assert "type='CompileHook'" in (work / Path(TOY).name).read_text()
+    assert list(cache.rglob('*.py')), 'inductor generated no code: nothing was compiled'
+    state = load_checkpoint_file(work / 'iter_2.pth')['state_dict']
+    assert not any('_orig_mod' in k for k in state)  # compiled in place: checkpoint keys unchanged
+    log = run_tool('tools/test.py', TOY, work / 'iter_2.pth', '--compile', *_test(toy_coco, work), env=env)
+    assert re.search(r'coco/bbox_mAP: -?[\d.]+', log)

@@ -1,10 +1,10 @@
 """tools/export.py: ONNX graphs of standard operators that onnxruntime runs to PyTorch's outputs,
 torch.export programs that hold na2d as the registered op, and the errors for bad input."""
 import os
+import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -44,12 +44,13 @@ def _all_domains(path):
     return domains, {n.op_type for n in nodes}, list(model.functions)
 
 
-@pytest.mark.parametrize('shape', [(64, 64), (48, 80)])
-def test_segmentor_onnx_matches_pytorch_and_uses_standard_operators(tmp_path, shape):
+@pytest.mark.parametrize('shape,chunk', [((64, 64), None), ((48, 80), 50)])
+def test_segmentor_onnx_matches_pytorch_and_uses_standard_operators(tmp_path, shape, chunk):
     checkpoint = tmp_path / 'seg.pth'
     model = _random_checkpoint(TOY_SEG, checkpoint)
     out = tmp_path / 'seg.onnx'
-    export.main([TOY_SEG, str(checkpoint), '--out', str(out), '--part', 'model', '--shape', *map(str, shape)])
+    export.main([TOY_SEG, str(checkpoint), '--out', str(out), '--part', 'model', '--shape', *map(str, shape)]
+                + (['--chunk', str(chunk)] if chunk else []))
     image = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():  # the model with the checkpoint's weights, built here, eager, default backend
         want = export.Part(model.eval(), 'model')(image)
@@ -109,6 +110,7 @@ def test_bad_inputs_are_errors_that_name_them(tmp_path, capsys):
     assert 'belongs to mmdeploy' in _error([TOY_DET, '--out', out, '--part', 'model'])
     assert '--dynamic is not supported' in _error([TOY_SEG, '--out', out, '--dynamic'])
     assert '--shape must be positive' in _error([TOY_SEG, '--out', out, '--shape', '0', '64'])
+    assert '--chunk must be >= 1, got 0' in _error([TOY_SEG, '--out', out, '--chunk', '0'])
     assert f'--out {tmp_path}/missing/x.onnx: cannot write there' in _error(
         [TOY_SEG, '--out', str(tmp_path / 'missing' / 'x.onnx')])
     with pytest.raises(SystemExit):  # argparse names the argument and its choices
@@ -133,3 +135,21 @@ def test_a_failed_export_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match='midway'):
         export.main([TOY_SEG, '--out', str(tmp_path / 'x.onnx'), '--shape', '32', '32'])
     assert os.listdir(tmp_path) == []
+
+
+def test_check_gives_the_same_miou_in_onnxruntime_as_in_pytorch(tmp_path, capsys):
+    from dinat_mm.toydata import make_toy_ade
+    data = make_toy_ade(tmp_path / 'toy_ade', num_train=1, num_val=3, seed=5)
+    checkpoint = tmp_path / 'seg.pth'
+    _random_checkpoint(TOY_SEG, checkpoint, seed=3)
+    capsys.readouterr()
+    export.main([TOY_SEG, str(checkpoint), '--out', str(tmp_path / 'seg.onnx'), '--part', 'model',
+                 '--shape', '128', '128', '--check', str(data)])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('mIoU on'))
+    pytorch, ort = (float(v) for v in re.findall(r'(?:PyTorch|onnxruntime) (\d+\.\d+)', line))
+    assert abs(pytorch - ort) <= 0.1 and pytorch > 0
+    assert 'is (128, 128) after the test pipeline' not in line
+    assert 'exported at --shape 96 96' in _error([TOY_SEG, str(checkpoint), '--out', str(tmp_path / 'b.onnx'),
+                                                  '--part', 'model', '--shape', '96', '96', '--check', str(data)])
+    assert '--check evaluates a whole segmentor' in _error([TOY_DET, '--out', str(tmp_path / 'c.onnx'),
+                                                          '--check', str(data)])

@@ -116,6 +116,21 @@ def test_gradcheck(with_rpb, backend):
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7)
 
 
+def test_gather_form_in_chunks_matches_brute_force():
+    from dinat_mm.ops import gather_backend
+    q, k, v, rpb = _inputs(2, 2, 13, 11, 4, 5)
+    leaves = [t.requires_grad_() for t in (q, k, v, rpb)]
+    ref = na2d_brute(q, k, v, 5, (2, 1), rpb=rpb)
+    with gather_backend.chunked(17):  # 143 queries in 9 chunks, the last one short
+        out = na2d(q, k, v, 5, (2, 1), rpb=rpb, backend='gather')
+    torch.testing.assert_close(out, ref, atol=1e-9, rtol=0)
+    for a, b in zip(torch.autograd.grad(out.sum(), leaves), torch.autograd.grad(ref.sum(), leaves)):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=0)
+    with pytest.raises(ValueError, match='max_queries must be >= 1'):
+        with gather_backend.chunked(0):
+            pass
+
+
 def test_attention_dropout_zero_in_eval_and_active_in_training():
     q, k, v, _ = _inputs(1, 2, 9, 9, 4, 3, dtype=torch.float32)
     torch.testing.assert_close(na2d(q, k, v, 3, 1, attn_drop=0.0), na2d(q, k, v, 3, 1))

@@ -1,5 +1,6 @@
 """Segmentation configs and tools: every shipped UPerNet config builds offline, trains a step and
 predicts full-resolution maps; the tools train, evaluate mIoU and run the TTA setting."""
+import os
 import re
 import subprocess
 import sys
@@ -72,8 +73,9 @@ def _options(root, work, iters=2):
             'train_dataloader.batch_size=2']
 
 
-def _run(*args):
-    out = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=900)
+def _run(*args, env=None):
+    out = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=900,
+                         env=env)
     assert out.returncode == 0, f'{args}:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}'
     return out.stdout + out.stderr
 
@@ -104,3 +106,14 @@ def test_amp_trains_segmentors_under_bfloat16_autocast_on_cpu(toy_ade, tmp_path)
          'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None')
     assert "type='CPUBF16OptimWrapper'" in (tmp_path / 'amp' / Path(TOY).name).read_text()
     assert (tmp_path / 'amp' / 'iter_1.pth').is_file()
+
+
+@pytest.mark.slow
+def test_compile_trains_the_toy_segmentor(toy_ade, tmp_path):
+    cache = tmp_path / 'inductor'
+    work = tmp_path / 'compiled'
+    _run('tools/train.py', TOY, '--compile', *_options(toy_ade, work), 'val_cfg=None', 'val_dataloader=None',
+         'val_evaluator=None', env=dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(cache)))
+    assert "type='CompileHook'" in (work / Path(TOY).name).read_text()
+    assert list(cache.rglob('*.py')), 'inductor generated no code: nothing was compiled'
+    assert (work / 'iter_2.pth').is_file()

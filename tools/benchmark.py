@@ -163,6 +163,30 @@ def child(kind: str, spec, repeats: int) -> dict:
         base = _reset_peak()
         with torch.no_grad():
             times = [_timed(lambda: model(x))]
+    elif kind == 'onnx':  # DiNAT-T backbone in onnxruntime, 1x3x800x1216, spec = queries per gather chunk
+        import tempfile
+
+        import onnxruntime
+
+        import export  # tools/export.py
+        holder = torch.nn.Module()
+        holder.backbone = build_backbone('dinat_t').eval()
+        module = export.Part(holder, 'backbone').eval()
+        x = torch.randn(1, 3, 800, 1216)
+        with tempfile.TemporaryDirectory() as folder:
+            path = str(Path(folder) / 'dinat_t.onnx')
+            start = time.perf_counter()
+            export.export_onnx(module, x, path, spec)
+            export_time = time.perf_counter() - start
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+            feed = {'image': x.numpy()}
+            base = _reset_peak()
+            times = [_timed(lambda: session.run(None, feed)) for _ in range(repeats + 1)][1:]
+            size = Path(path).stat().st_size
+        return dict(time=statistics.median(times), peak=_status_kib('VmHWM') * 1024 - base, size=size,
+                    export_time=export_time)
     else:  # 'train_step': backbone forward + backward, 2x3x512x512, spec = [name, with_cp]
         name, with_cp = spec
         model = build_backbone(name, with_cp=with_cp)
@@ -230,6 +254,26 @@ def main() -> None:
     x2 = torch.randn(2, 3, 512, 512)
     train = alternating({n: lambda m=m: sum(o.mean() for o in m(x2)).backward() for n, m in backbones.items()},
                         args.repeats)
+    # torch.compile (inductor, static shapes as tools' --compile uses it): the first call of each mode
+    # compiles, with a cold cache; then alternating
+    import torch._inductor.config as inductor_config
+    inductor_config.force_disable_caches = True
+    compiled, compile_time = {}, {}
+    for name, model in backbones.items():
+        compiled[name, 'forward'], compiled[name, 'train'] = (torch.compile(model, dynamic=False) for _ in range(2))
+        model.eval()
+        with torch.no_grad():
+            compile_time[name, 'forward'] = _timed(partial(compiled[name, 'forward'], x))
+        model.train()
+        compile_time[name, 'train'] = _timed(lambda: sum(o.mean() for o in compiled[name, 'train'](x2)).backward())
+    for model in backbones.values():
+        model.eval()
+    with torch.no_grad():
+        forward_c = alternating({n: partial(compiled[n, 'forward'], x) for n in backbones}, args.repeats)
+    for model in backbones.values():
+        model.train()
+    train_c = alternating({n: lambda n=n: sum(o.mean() for o in compiled[n, 'train'](x2)).backward()
+                           for n in backbones}, args.repeats)
     detectors = {name: build_detector(name) for name in DETECTORS}
     infer = alternating(detectors, args.repeats)
     peaks = {name: run_child('forward', name, args.threads, 1)['peak'] for name in backbones}
@@ -240,6 +284,25 @@ def main() -> None:
     print(f'| Mask R-CNN inference, one 800x1216 image (s) | {_ratio_rows(infer)} |')
     print(f'| peak memory, backbone forward 1x3x800x1216 (MiB) | '
           f'{_ratio_rows({k: v / 2**20 for k, v in peaks.items()})} |')
+
+    print('\n| DiNAT-T backbone 1x3x800x1216, deployed (random weights) | time (s) | peak memory (MiB) | file (MiB) '
+          '| export (s) |')
+    print('|---|---|---|---|---|')
+    print(f'| PyTorch eager, fp32 | {forward["dinat_t"]:.2f} | {peaks["dinat_t"] / 2**20:.0f} | | |')
+    for chunk in (None, 4096):
+        r = run_child('onnx', chunk, args.threads, args.repeats)
+        label = 'all queries at once' if chunk is None else f'{chunk} queries per gather (--chunk {chunk})'
+        print(f'| onnxruntime CPU, fp32, {label} | {r["time"]:.2f} | {r["peak"] / 2**20:.0f} '
+              f'| {r["size"] / 2**20:.0f} | {r["export_time"]:.0f} |')
+
+    print('\n| torch.compile (inductor, CPU) | DiNAT-T eager | DiNAT-T compiled | compiled / eager | Swin-T compiled '
+          '| DiNAT-T / Swin-T, both compiled | compile time DiNAT-T / Swin-T (s) |')
+    print('|---|---|---|---|---|---|---|')
+    for label, eager, comp, mode in (('backbone forward, 1x3x800x1216, no grad (s)', forward, forward_c, 'forward'),
+                                     ('backbone forward + backward, 2x3x512x512 (s)', train, train_c, 'train')):
+        print(f'| {label} | {eager["dinat_t"]:.2f} | {comp["dinat_t"]:.2f} | {comp["dinat_t"] / eager["dinat_t"]:.2f} '
+              f'| {comp["swin_t"]:.2f} | {comp["dinat_t"] / comp["swin_t"]:.2f} '
+              f'| {compile_time["dinat_t", mode]:.0f} / {compile_time["swin_t", mode]:.0f} |')
 
     cp = {flag: run_child('train_step', ['dinat_t', flag], args.threads, 1)['peak'] / 2**20 for flag in (False, True)}
     print(f'\nDiNAT-T training step (2x3x512x512) peak memory: {cp[False]:.0f} MiB, with_cp=True: {cp[True]:.0f} MiB')

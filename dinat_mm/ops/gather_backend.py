@@ -4,17 +4,35 @@ Gather, MatMul, Softmax), with no custom op. Exact, any device, no dropout; half
 Each query's k*k keys and values are gathered by fixed index tables that
 :func:`dinat_mm.ops.neighborhood.axis_windows` computes for one map size, so a traced graph holds
 them as constants: it serves that size only. Memory: the gathered keys and values are
-N * k^2 * head_dim per head each, k^2 times the inputs; ``chunk`` queries at a time bounds it.
+N * k^2 * head_dim per head each, k^2 times the inputs; :func:`chunked` bounds it.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .neighborhood import axis_windows
+
+
+_max_queries: Optional[int] = None
+
+
+@contextmanager
+def chunked(max_queries: Optional[int]) -> Iterator[None]:
+    """While active, each call gathers for at most ``max_queries`` queries at a time (None: all):
+    the leaner form, for exports whose memory would otherwise be k^2 times the inputs'."""
+    global _max_queries
+    if max_queries is not None and max_queries < 1:
+        raise ValueError(f'max_queries must be >= 1, got {max_queries}')
+    previous, _max_queries = _max_queries, max_queries
+    try:
+        yield
+    finally:
+        _max_queries = previous
 
 
 @lru_cache(maxsize=64)
@@ -32,12 +50,13 @@ def neighbour_tables(height: int, width: int, kernel_size: Tuple[int, int], dila
     key = row_nb[:, None, :, None] * width + col_nb[None, :, None, :]
     bias = (rows.first_bias[:, None, None, None] + np.arange(kh)[None, None, :, None]) * (2 * kw - 1) + \
         (cols.first_bias[None, :, None, None] + np.arange(kw)[None, None, None, :])
-    return (torch.from_numpy(key.reshape(height * width, kh * kw).copy()),
-            torch.from_numpy(np.ascontiguousarray(bias.reshape(height * width, kh * kw))))
+    # int32: half the size of the constants an exported graph holds (Gather takes either)
+    return (torch.from_numpy(key.reshape(height * width, kh * kw).astype(np.int32)),
+            torch.from_numpy(bias.reshape(height * width, kh * kw).astype(np.int32)))
 
 
 def na2d(query, key, value, kernel_size: Tuple[int, int], dilation: Tuple[int, int],
-         rpb: Optional[torch.Tensor], scale: float, chunk: Optional[int] = None) -> torch.Tensor:
+         rpb: Optional[torch.Tensor], scale: float) -> torch.Tensor:
     batch, heads, height, width, dim = (int(n) for n in query.shape)
     out_dtype = query.dtype
     if out_dtype in (torch.float16, torch.bfloat16):  # computed in float32, as the other paths do
@@ -48,9 +67,9 @@ def na2d(query, key, value, kernel_size: Tuple[int, int], dilation: Tuple[int, i
     q = query.reshape(batch, heads, n, 1, dim)
     k, v = (t.reshape(batch, heads, n, dim) for t in (key, value))
     table = rpb.reshape(heads, -1) if rpb is not None else None
-    outs = []
-    for start in range(0, n, chunk or n):
-        stop = min(n, start + (chunk or n))
+    chunk, outs = _max_queries or n, []
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
         index = key_index[start:stop].reshape(-1)
         k_nb = k.index_select(2, index).reshape(batch, heads, stop - start, kk, dim)
         v_nb = v.index_select(2, index).reshape(batch, heads, stop - start, kk, dim)

@@ -26,18 +26,13 @@ def _tile(index, dilation, tiles, length, T: tl.constexpr):
 
 
 @triton.jit
-def na2d_forward_kernel(
-        Q, K, V, RPB, OUT, LSE, ROW_START, COL_START,
-        stride_qb, stride_qh, stride_qi, stride_qj, stride_kb, stride_kh, stride_ki, stride_kj,
-        stride_vb, stride_vh, stride_vi, stride_vj,
-        heads, H, W, D, dil_h, dil_w, tiles_h, tiles_w, scale,
-        KH: tl.constexpr, KW: tl.constexpr, TM: tl.constexpr, TN: tl.constexpr, BLOCK_KN: tl.constexpr,
-        BLOCK_D: tl.constexpr, HAS_RPB: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr):
-    """OUT [B, H, W, heads, D] and LSE [B, heads, H, W] (natural log, scale and rpb included)."""
-    bh = tl.program_id(1).to(tl.int64)
-    b, h = bh // heads, bh % heads
-    gi, pi0, lgi = _tile(tl.program_id(0) // (dil_w * tiles_w), dil_h, tiles_h, H, TM)
-    gj, pj0, lgj = _tile(tl.program_id(0) % (dil_w * tiles_w), dil_w, tiles_w, W, TN)
+def _query_tile(tile, heads, H, W, dil_h, dil_w, tiles_h, tiles_w, ROW_START, COL_START,
+                KH: tl.constexpr, KW: tl.constexpr, TM: tl.constexpr, TN: tl.constexpr, BLOCK_KN: tl.constexpr):
+    """A program's TM x TN queries of one dilation group and the key block their windows need:
+    (group row/col, query positions pi/pj, absolute qi/qj, valid, window starts si/sj, key rows
+    [r_lo, r_hi), key columns cj (group units) and kj (absolute), in_cols [queries, keys])."""
+    gi, pi0, lgi = _tile(tile // (dil_w * tiles_w), dil_h, tiles_h, H, TM)
+    gj, pj0, lgj = _tile(tile % (dil_w * tiles_w), dil_w, tiles_w, W, TN)
     m = tl.arange(0, TM * TN)
     valid = (pi0 + m // TN < lgi) & (pj0 + m % TN < lgj)
     pi = tl.minimum(pi0 + m // TN, lgi - 1)  # clamped: every load stays in bounds, stores are masked
@@ -49,14 +44,43 @@ def na2d_forward_kernel(
     r_hi = tl.load(ROW_START + (tl.minimum(pi0 + TM, lgi) - 1) * dil_h + gi) + KH
     c_lo = tl.load(COL_START + tl.minimum(pj0, lgj - 1) * dil_w + gj)
     c_hi = tl.load(COL_START + (tl.minimum(pj0 + TN, lgj) - 1) * dil_w + gj) + KW
+    cj = tl.minimum(c_lo + tl.arange(0, BLOCK_KN), c_hi - 1)
+    in_cols = (cj[None, :] >= sj[:, None]) & (cj[None, :] < sj[:, None] + KW) & \
+        (c_lo + tl.arange(0, BLOCK_KN) < c_hi)[None, :]
+    return gi, gj, pi, pj, qi, qj, valid, si, sj, r_lo, r_hi, cj, cj * dil_w + gj, in_cols
+
+
+@triton.jit
+def _key_row(q, k_ptrs, v_ptrs, bias_cols, ri, si, pi, in_cols, dmask, scale, KH: tl.constexpr, KW: tl.constexpr,
+             HAS_RPB: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr):
+    """Keys and values of key row ``ri`` (group units) and the tile's scores against them:
+    (k, v, q.k * scale + rpb, inside each query's window)."""
+    k = tl.load(k_ptrs, mask=dmask, other=0.0)
+    v = tl.load(v_ptrs, mask=dmask, other=0.0)
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION, out_dtype=ACC) * scale
+    inside = in_cols & ((ri >= si) & (ri < si + KH))[:, None]
+    if HAS_RPB:
+        s += tl.load(bias_cols + (KH - 1 + ri - pi)[:, None] * (2 * KW - 1), mask=inside, other=0.0).to(ACC)
+    return k, v, s, inside
+
+
+@triton.jit
+def na2d_forward_kernel(
+        Q, K, V, RPB, OUT, LSE, ROW_START, COL_START,
+        stride_qb, stride_qh, stride_qi, stride_qj, stride_kb, stride_kh, stride_ki, stride_kj,
+        stride_vb, stride_vh, stride_vi, stride_vj,
+        heads, H, W, D, dil_h, dil_w, tiles_h, tiles_w, scale,
+        KH: tl.constexpr, KW: tl.constexpr, TM: tl.constexpr, TN: tl.constexpr, BLOCK_KN: tl.constexpr,
+        BLOCK_D: tl.constexpr, HAS_RPB: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr):
+    """OUT [B, H, W, heads, D] and LSE [B, heads, H, W] (natural log, scale and rpb included)."""
+    bh = tl.program_id(1).to(tl.int64)
+    b, h = bh // heads, bh % heads
+    gi, gj, pi, pj, qi, qj, valid, si, sj, r_lo, r_hi, cj, kj, in_cols = _query_tile(
+        tl.program_id(0), heads, H, W, dil_h, dil_w, tiles_h, tiles_w, ROW_START, COL_START, KH, KW, TM, TN, BLOCK_KN)
     d = tl.arange(0, BLOCK_D)
     dmask = d[None, :] < D
     q = tl.load(Q + b * stride_qb + h * stride_qh + qi[:, None] * stride_qi + qj[:, None] * stride_qj + d[None, :],
                 mask=dmask, other=0.0)
-    cj = tl.minimum(c_lo + tl.arange(0, BLOCK_KN), c_hi - 1)
-    in_cols = (cj[None, :] >= sj[:, None]) & (cj[None, :] < sj[:, None] + KW) & \
-        (c_lo + tl.arange(0, BLOCK_KN) < c_hi)[None, :]
-    kj = cj * dil_w + gj
     bias_cols = RPB + h * (2 * KH - 1) * (2 * KW - 1) + (KW - 1 + cj[None, :] - pj[:, None])
     k_base = K + b * stride_kb + h * stride_kh + kj[:, None] * stride_kj + d[None, :]
     v_base = V + b * stride_vb + h * stride_vh + kj[:, None] * stride_vj + d[None, :]
@@ -65,13 +89,8 @@ def na2d_forward_kernel(
     row_sum = tl.zeros([TM * TN], ACC)
     acc = tl.zeros([TM * TN, BLOCK_D], ACC)
     for ri in range(r_lo, r_hi):
-        krow = ri * dil_h + gi
-        k = tl.load(k_base + krow * stride_ki, mask=dmask, other=0.0)
-        v = tl.load(v_base + krow * stride_vi, mask=dmask, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION, out_dtype=ACC) * scale
-        inside = in_cols & ((ri >= si) & (ri < si + KH))[:, None]
-        if HAS_RPB:
-            s += tl.load(bias_cols + (KH - 1 + ri - pi)[:, None] * (2 * KW - 1), mask=inside, other=0.0).to(ACC)
+        k, v, s, inside = _key_row(q, k_base + (ri * dil_h + gi) * stride_ki, v_base + (ri * dil_h + gi) * stride_vi,
+                                   bias_cols, ri, si, pi, in_cols, dmask, scale, KH, KW, HAS_RPB, ACC, PRECISION)
         s = tl.where(inside, s, float('-inf'))
         new_max = tl.maximum(row_max, tl.max(s, 1))
         shift = tl.where(new_max == float('-inf'), 0.0, new_max)  # rows with no key yet stay at zero
@@ -100,18 +119,8 @@ def na2d_backward_query_kernel(
     """DQ [B, H, W, heads, D]; with STORE_DS the logit gradients DS [B, heads, H, W, KH, KW]."""
     bh = tl.program_id(1).to(tl.int64)
     b, h = bh // heads, bh % heads
-    gi, pi0, lgi = _tile(tl.program_id(0) // (dil_w * tiles_w), dil_h, tiles_h, H, TM)
-    gj, pj0, lgj = _tile(tl.program_id(0) % (dil_w * tiles_w), dil_w, tiles_w, W, TN)
-    m = tl.arange(0, TM * TN)
-    valid = (pi0 + m // TN < lgi) & (pj0 + m % TN < lgj)
-    pi = tl.minimum(pi0 + m // TN, lgi - 1)
-    pj = tl.minimum(pj0 + m % TN, lgj - 1)
-    qi, qj = pi * dil_h + gi, pj * dil_w + gj
-    si, sj = tl.load(ROW_START + qi), tl.load(COL_START + qj)
-    r_lo = tl.load(ROW_START + tl.minimum(pi0, lgi - 1) * dil_h + gi)
-    r_hi = tl.load(ROW_START + (tl.minimum(pi0 + TM, lgi) - 1) * dil_h + gi) + KH
-    c_lo = tl.load(COL_START + tl.minimum(pj0, lgj - 1) * dil_w + gj)
-    c_hi = tl.load(COL_START + (tl.minimum(pj0 + TN, lgj) - 1) * dil_w + gj) + KW
+    gi, gj, pi, pj, qi, qj, valid, si, sj, r_lo, r_hi, cj, kj, in_cols = _query_tile(
+        tl.program_id(0), heads, H, W, dil_h, dil_w, tiles_h, tiles_w, ROW_START, COL_START, KH, KW, TM, TN, BLOCK_KN)
     d = tl.arange(0, BLOCK_D)
     dmask = d[None, :] < D
     q = tl.load(Q + b * stride_qb + h * stride_qh + qi[:, None] * stride_qi + qj[:, None] * stride_qj + d[None, :],
@@ -120,10 +129,6 @@ def na2d_backward_query_kernel(
     do = tl.load(DO + position[:, None] * heads * D + h * D + d[None, :], mask=dmask, other=0.0)
     lse = tl.load(LSE + (bh * H + qi) * W + qj)
     delta = tl.load(DELTA + (bh * H + qi) * W + qj)
-    cj = tl.minimum(c_lo + tl.arange(0, BLOCK_KN), c_hi - 1)
-    in_cols = (cj[None, :] >= sj[:, None]) & (cj[None, :] < sj[:, None] + KW) & \
-        (c_lo + tl.arange(0, BLOCK_KN) < c_hi)[None, :]
-    kj = cj * dil_w + gj
     bias_cols = RPB + h * (2 * KH - 1) * (2 * KW - 1) + (KW - 1 + cj[None, :] - pj[:, None])
     k_base = K + b * stride_kb + h * stride_kh + kj[:, None] * stride_kj + d[None, :]
     v_base = V + b * stride_vb + h * stride_vh + kj[:, None] * stride_vj + d[None, :]
@@ -131,13 +136,8 @@ def na2d_backward_query_kernel(
 
     dq = tl.zeros([TM * TN, BLOCK_D], ACC)
     for ri in range(r_lo, r_hi):
-        krow = ri * dil_h + gi
-        k = tl.load(k_base + krow * stride_ki, mask=dmask, other=0.0)
-        v = tl.load(v_base + krow * stride_vi, mask=dmask, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION, out_dtype=ACC) * scale
-        inside = in_cols & ((ri >= si) & (ri < si + KH))[:, None]
-        if HAS_RPB:
-            s += tl.load(bias_cols + (KH - 1 + ri - pi)[:, None] * (2 * KW - 1), mask=inside, other=0.0).to(ACC)
+        k, v, s, inside = _key_row(q, k_base + (ri * dil_h + gi) * stride_ki, v_base + (ri * dil_h + gi) * stride_vi,
+                                   bias_cols, ri, si, pi, in_cols, dmask, scale, KH, KW, HAS_RPB, ACC, PRECISION)
         p = tl.where(inside, tl.exp(s - lse[:, None]), 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION, out_dtype=ACC)
         ds = p * (dp - delta[:, None])
