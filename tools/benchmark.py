@@ -393,6 +393,15 @@ def _na2d_workloads(batch, height, width, heads, dilation, dtype, device):
     return work
 
 
+def _peer_row(label: str, calls: dict, device: str, repeats: int) -> None:
+    """One table row: DiNAT-T and Swin-T times (ms, alternating), their ratio and peak memories."""
+    fns = {n: _synced(fn, device) for n, fn in calls.items()}
+    times = alternating(fns, repeats)
+    peaks = {n: _peak_bytes(fn, device) / 2**20 for n, fn in fns.items()}
+    print(f'| {label} | {times["dinat_t"] * 1e3:.1f} | {times["swin_t"] * 1e3:.1f} '
+          f'| {times["dinat_t"] / times["swin_t"]:.2f} | {peaks["dinat_t"]:.0f} | {peaks["swin_t"]:.0f} |')
+
+
 def device_suite(args) -> None:
     device = args.device
     if device == 'cuda' and not torch.cuda.is_available():
@@ -452,12 +461,8 @@ def device_suite(args) -> None:
                     return sum(o.float().mean() for o in m(x)).backward()
             for m in backbones.values():
                 m.train() if mode != 'forward' else m.eval()  # not chained: Swin's train() returns None
-            fns = {n: _synced(partial(call, m), device) for n, m in backbones.items()}
-            times = alternating(fns, args.repeats)
-            peaks = {n: _peak_bytes(fn, device) for n, fn in fns.items()}
-            print(f'| {mode}, {precision} | {times["dinat_t"] * 1e3:.1f} | {times["swin_t"] * 1e3:.1f} '
-                  f'| {times["dinat_t"] / times["swin_t"]:.2f} | {peaks["dinat_t"] / 2**20:.0f} '
-                  f'| {peaks["swin_t"] / 2**20:.0f} |')
+            _peer_row(f'{mode}, {precision}', {n: partial(call, m) for n, m in backbones.items()}, device,
+                      args.repeats)
     del backbones
 
     print(f'\n| Mask R-CNN training step, batch {batch} at {height}x{width} | DiNAT-T (ms) | Swin-T (ms) | ratio '
@@ -472,12 +477,7 @@ def device_suite(args) -> None:
         def step(fn, autocast=autocast):
             with torch.autocast(device, dtype=autocast or torch.float32, enabled=autocast is not None):
                 fn()
-        fns = {n: _synced(partial(step, fn), device) for n, fn in steps.items()}
-        times = alternating(fns, args.repeats)
-        peaks = {n: _peak_bytes(fn, device) for n, fn in fns.items()}
-        print(f'| {precision} | {times["dinat_t"] * 1e3:.1f} | {times["swin_t"] * 1e3:.1f} '
-              f'| {times["dinat_t"] / times["swin_t"]:.2f} | {peaks["dinat_t"] / 2**20:.0f} '
-              f'| {peaks["swin_t"] / 2**20:.0f} |')
+        _peer_row(precision, {n: partial(step, fn) for n, fn in steps.items()}, device, args.repeats)
 
 
 if __name__ == '__main__':
