@@ -51,6 +51,22 @@ def _query_tile(tile, heads, H, W, dil_h, dil_w, tiles_h, tiles_w, ROW_START, CO
 
 
 @triton.jit
+def _tile_operands(Q, K, V, RPB, b, h, qi, qj, pj, cj, kj, stride_qb, stride_qh, stride_qi, stride_qj,
+                   stride_kb, stride_kh, stride_kj, stride_vb, stride_vh, stride_vj, D,
+                   KH: tl.constexpr, KW: tl.constexpr, BLOCK_D: tl.constexpr):
+    """The tile's queries, and pointers to its rpb columns and to the key/value block of key row 0
+    (a row's offset is added per row): (d, dmask, q, bias_cols, k_base, v_base)."""
+    d = tl.arange(0, BLOCK_D)
+    dmask = d[None, :] < D
+    q = tl.load(Q + b * stride_qb + h * stride_qh + qi[:, None] * stride_qi + qj[:, None] * stride_qj + d[None, :],
+                mask=dmask, other=0.0)
+    bias_cols = RPB + h * (2 * KH - 1) * (2 * KW - 1) + (KW - 1 + cj[None, :] - pj[:, None])
+    k_base = K + b * stride_kb + h * stride_kh + kj[:, None] * stride_kj + d[None, :]
+    v_base = V + b * stride_vb + h * stride_vh + kj[:, None] * stride_vj + d[None, :]
+    return d, dmask, q, bias_cols, k_base, v_base
+
+
+@triton.jit
 def _key_row(q, k_ptrs, v_ptrs, bias_cols, ri, si, pi, in_cols, dmask, scale, KH: tl.constexpr, KW: tl.constexpr,
              HAS_RPB: tl.constexpr, ACC: tl.constexpr, PRECISION: tl.constexpr):
     """Keys and values of key row ``ri`` (group units) and the tile's scores against them:
@@ -77,13 +93,9 @@ def na2d_forward_kernel(
     b, h = bh // heads, bh % heads
     gi, gj, pi, pj, qi, qj, valid, si, sj, r_lo, r_hi, cj, kj, in_cols = _query_tile(
         tl.program_id(0), heads, H, W, dil_h, dil_w, tiles_h, tiles_w, ROW_START, COL_START, KH, KW, TM, TN, BLOCK_KN)
-    d = tl.arange(0, BLOCK_D)
-    dmask = d[None, :] < D
-    q = tl.load(Q + b * stride_qb + h * stride_qh + qi[:, None] * stride_qi + qj[:, None] * stride_qj + d[None, :],
-                mask=dmask, other=0.0)
-    bias_cols = RPB + h * (2 * KH - 1) * (2 * KW - 1) + (KW - 1 + cj[None, :] - pj[:, None])
-    k_base = K + b * stride_kb + h * stride_kh + kj[:, None] * stride_kj + d[None, :]
-    v_base = V + b * stride_vb + h * stride_vh + kj[:, None] * stride_vj + d[None, :]
+    d, dmask, q, bias_cols, k_base, v_base = _tile_operands(
+        Q, K, V, RPB, b, h, qi, qj, pj, cj, kj, stride_qb, stride_qh, stride_qi, stride_qj, stride_kb, stride_kh,
+        stride_kj, stride_vb, stride_vh, stride_vj, D, KH, KW, BLOCK_D)
 
     row_max = tl.full([TM * TN], float('-inf'), ACC)
     row_sum = tl.zeros([TM * TN], ACC)
@@ -121,17 +133,13 @@ def na2d_backward_query_kernel(
     b, h = bh // heads, bh % heads
     gi, gj, pi, pj, qi, qj, valid, si, sj, r_lo, r_hi, cj, kj, in_cols = _query_tile(
         tl.program_id(0), heads, H, W, dil_h, dil_w, tiles_h, tiles_w, ROW_START, COL_START, KH, KW, TM, TN, BLOCK_KN)
-    d = tl.arange(0, BLOCK_D)
-    dmask = d[None, :] < D
-    q = tl.load(Q + b * stride_qb + h * stride_qh + qi[:, None] * stride_qi + qj[:, None] * stride_qj + d[None, :],
-                mask=dmask, other=0.0)
+    d, dmask, q, bias_cols, k_base, v_base = _tile_operands(
+        Q, K, V, RPB, b, h, qi, qj, pj, cj, kj, stride_qb, stride_qh, stride_qi, stride_qj, stride_kb, stride_kh,
+        stride_kj, stride_vb, stride_vh, stride_vj, D, KH, KW, BLOCK_D)
     position = (b * H + qi) * W + qj
     do = tl.load(DO + position[:, None] * heads * D + h * D + d[None, :], mask=dmask, other=0.0)
     lse = tl.load(LSE + (bh * H + qi) * W + qj)
     delta = tl.load(DELTA + (bh * H + qi) * W + qj)
-    bias_cols = RPB + h * (2 * KH - 1) * (2 * KW - 1) + (KW - 1 + cj[None, :] - pj[:, None])
-    k_base = K + b * stride_kb + h * stride_kh + kj[:, None] * stride_kj + d[None, :]
-    v_base = V + b * stride_vb + h * stride_vh + kj[:, None] * stride_vj + d[None, :]
     ds_base = DS + ((bh * H + qi) * W + qj)[:, None] * (KH * KW) + (cj[None, :] - sj[:, None])
 
     dq = tl.zeros([TM * TN, BLOCK_D], ACC)
