@@ -1,12 +1,17 @@
-"""Registration into OpenMMLab: the one place dinat_mm touches the registries.
+"""Registration into OpenMMLab: the one place dinat_mm touches the registries, mmengine's and
+torch's weights-only allowlist.
 
 Everything goes into mmengine's root registries. mmdet's and mmseg's registries are their children
 and search their parent, so ``type='DiNAT'`` (and the hook and optimizer wrapper the tools use)
 builds under ``default_scope='mmdet'`` and ``default_scope='mmseg'`` alike once a config imports
 ``dinat_mm``.
 """
+import torch
 from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS
 
+from .checkpoint.loading import trusted_types
+
+from .durable import AtomicCheckpointHook
 from .engine import BF16FeaturesHook, CompileHook, CPUBF16OptimWrapper, RNGStateHook
 from .models import NAT, DiNAT
 
@@ -14,6 +19,14 @@ from .models import NAT, DiNAT
 for _cls in (DiNAT, NAT):
     MODELS.register_module(module=_cls, force=True)
 HOOKS.register_module(module=RNGStateHook, force=True)
+HOOKS.register_module(module=AtomicCheckpointHook, force=True)
 HOOKS.register_module(module=BF16FeaturesHook, force=True)
 HOOKS.register_module(module=CompileHook, force=True)
 OPTIM_WRAPPERS.register_module(module=CPUBF16OptimWrapper, force=True)
+
+# mmdet's DetInferencer and init_detector, mmseg's MMSegInferencer and init_model load checkpoints
+# with torch.load's weights-only default (torch >= 2.6), which refuses the plain data mmengine's
+# training checkpoints hold (numpy scalars, HistoryBuffer). Every config imports dinat_mm before
+# they load, so allowlisting exactly those types here lets them read tools/train.py's checkpoints;
+# anything that names other Python objects (code) is still refused.
+torch.serialization.add_safe_globals(trusted_types())

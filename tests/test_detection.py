@@ -13,6 +13,7 @@ from mmengine.config import Config
 
 from dinat_mm.checkpoint import load_checkpoint_file
 from dinat_mm.toydata import make_toy_coco
+from kill_resume import train_with_kills
 
 REPO = Path(__file__).resolve().parents[1]
 DET_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('*maskrcnn_dinat_*_coco.py'))
@@ -109,6 +110,30 @@ def test_resume_ends_with_the_same_weights(toy_coco, tmp_path):
         assert torch.equal(straight[key], resumed[key]), key
 
 
+def assert_same_training_state(a: Path, b: Path):
+    a, b = load_checkpoint_file(a), load_checkpoint_file(b)
+    assert a['meta']['iter'] == b['meta']['iter']
+    for key in a['state_dict']:
+        assert torch.equal(a['state_dict'][key], b['state_dict'][key]), key
+    for (i, x), (j, y) in zip(a['optimizer']['state'].items(), b['optimizer']['state'].items()):
+        assert i == j and all(torch.equal(x[n], y[n]) for n in x), f'optimizer state of parameter {i}'
+
+
+@pytest.mark.slow
+def test_killed_at_any_moment_and_resumed_ends_bit_identical(toy_coco, tmp_path):
+    # max_keep_ckpts=1: mmengine's own hook removes the only good checkpoint before writing the next
+    every2 = ('default_hooks.checkpoint.interval=2', 'default_hooks.checkpoint.max_keep_ckpts=1',
+              'default_hooks.logger.interval=1')
+    run_tool('tools/train.py', TOY, *_train(toy_coco, tmp_path / 'straight', 8, *every2))
+    work = tmp_path / 'killed'
+    during_save, kills, out = train_with_kills([TOY, *_train(toy_coco, work, 8, *every2)], work, 8,
+                                               ['random', 'save', 'random'], seed=3)
+    assert during_save == 1, kills  # the 'save' kill did land while a checkpoint was being written
+    assert sum(resumed > 0 for _, resumed, _ in kills) >= 1, kills  # runs did continue from checkpoints
+    assert f'{work}/iter_108.pth: truncated or corrupt checkpoint' in out  # the full-disk decoy, named
+    assert_same_training_state(tmp_path / 'straight' / 'iter_8.pth', work / 'iter_8.pth')
+
+
 @pytest.mark.slow
 def test_two_process_gloo_training_then_test(toy_coco, tmp_path):
     work = tmp_path / 'dist'
@@ -195,7 +220,7 @@ def test_bf16_features_run_backbone_and_neck_in_bfloat16_and_heads_in_float32():
 
 @pytest.mark.slow
 def test_amp_trains_detectors_with_bfloat16_features_on_cpu(toy_coco, tmp_path):
-    run_tool('tools/train.py', TOY, '--amp', *_train(toy_coco, tmp_path / 'amp', 1))
+    run_tool('tools/train.py', TOY, '--amp', 'force', *_train(toy_coco, tmp_path / 'amp', 1))
     assert "type='BF16FeaturesHook'" in (tmp_path / 'amp' / Path(TOY).name).read_text()
     log = next((tmp_path / 'amp').glob('*/*.log')).read_text()
     assert 'bfloat16 autocast on CPU for the backbone and neck; heads in float32' in log

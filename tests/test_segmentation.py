@@ -11,6 +11,8 @@ import torch
 from mmengine.config import Config
 
 from dinat_mm.toydata import make_toy_ade
+from kill_resume import train_with_kills
+from test_detection import assert_same_training_state
 
 REPO = Path(__file__).resolve().parents[1]
 SEG_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('upernet_dinat_*_ade20k.py'))
@@ -94,6 +96,20 @@ def test_toy_run_through_tools_yields_miou_and_tta_runs(toy_ade, tmp_path):
     assert re.search(r'mIoU: \d+\.\d+', log)
 
 
+@pytest.mark.slow
+def test_killed_at_any_moment_and_resumed_ends_bit_identical(toy_ade, tmp_path):
+    every2 = ('default_hooks.checkpoint.interval=2', 'default_hooks.checkpoint.max_keep_ckpts=1',
+              'default_hooks.logger.interval=1')
+    _run('tools/train.py', TOY, *_options(toy_ade, tmp_path / 'straight', 8), *every2)
+    work = tmp_path / 'killed'
+    during_save, kills, out = train_with_kills([TOY, *_options(toy_ade, work, 8), *every2], work, 8,
+                                               ['save', 'random', 'random', 'save'], seed=4)
+    assert during_save == 2, kills
+    assert sum(resumed > 0 for _, resumed, _ in kills) >= 1, kills
+    assert f'{work}/iter_108.pth: truncated or corrupt checkpoint' in out
+    assert_same_training_state(tmp_path / 'straight' / 'iter_8.pth', work / 'iter_8.pth')
+
+
 def test_tta_needs_the_config_entries(tmp_path):
     out = subprocess.run([sys.executable, 'tools/test.py', 'configs/maskrcnn_dinat_mini_coco.py', 'x.pth', '--tta'],
                          cwd=REPO, capture_output=True, text=True)
@@ -102,7 +118,7 @@ def test_tta_needs_the_config_entries(tmp_path):
 
 @pytest.mark.slow
 def test_amp_trains_segmentors_under_bfloat16_autocast_on_cpu(toy_ade, tmp_path):
-    _run('tools/train.py', TOY, '--amp', *_options(toy_ade, tmp_path / 'amp', iters=1),
+    _run('tools/train.py', TOY, '--amp', 'force', *_options(toy_ade, tmp_path / 'amp', iters=1),
          'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None')
     assert "type='CPUBF16OptimWrapper'" in (tmp_path / 'amp' / Path(TOY).name).read_text()
     assert (tmp_path / 'amp' / 'iter_1.pth').is_file()

@@ -1,16 +1,18 @@
 """Train a detector or segmentor from a config (mmdet 3.x or mmseg 1.x; the config's default_scope
 picks the library).
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp [force]] [--cfg-options k=v ...]
+
+Checkpoints are written atomically (dinat_mm.durable): a run killed at any moment, even during a
+save, continues with --resume from the newest checkpoint that loads.
 """
 import argparse
-import os
 import sys
 
 from mmengine.runner import Runner
 
-from dinat_mm import engine
-from dinat_mm.checkpoint import trusted_checkpoint_types
+from dinat_mm import durable, engine
+from dinat_mm.checkpoint import CheckpointError, load_checkpoint_file, trusted_checkpoint_types
 
 
 def main():
@@ -18,21 +20,28 @@ def main():
     parser.add_argument('config', help='config file')
     parser.add_argument('--resume', nargs='?', const='auto', metavar='CKPT',
                         help='resume from CKPT, or from the latest checkpoint in the work dir if none is given')
-    parser.add_argument('--amp', action='store_true', help='mixed precision: float16 on GPU, bfloat16 autocast on CPU')
+    parser.add_argument('--amp', nargs='?', const='on', choices=['on', 'force'],
+                        help='mixed precision: float16 on GPU, bfloat16 autocast on CPU; refused on a CPU without '
+                             'native bfloat16 (emulated, many times slower) unless --amp force')
     engine.add_common_arguments(parser)
     args = parser.parse_args()
     try:
         cfg = engine.prepare(args)
         if args.amp:
-            engine.enable_amp(cfg)
+            engine.enable_amp(cfg, force=args.amp == 'force')
+        durable.make_checkpoints_atomic(cfg)
         if args.resume == 'auto':
-            cfg.resume, cfg.load_from = True, None
+            found = durable.resume_point(cfg.work_dir, load_checkpoint_file,
+                                         lambda msg: print(f'warning: {msg}', file=sys.stderr))
+            if found is not None:
+                cfg.resume, cfg.load_from = True, found
+            else:  # a first run: start as without --resume (from the config's load_from, if any)
+                cfg.resume = False
         elif args.resume:
-            if not os.path.isfile(args.resume):
-                raise engine.UserError(f'checkpoint to resume from not found: {args.resume}')
+            load_checkpoint_file(args.resume)  # names a missing or truncated file before the run starts
             cfg.resume, cfg.load_from = True, args.resume
         engine.check_dataset_paths(cfg, ['train_dataloader', 'val_dataloader'])
-    except engine.UserError as err:
+    except (engine.UserError, CheckpointError) as err:
         sys.exit(f'error: {err}')
     with trusted_checkpoint_types():  # mmengine's own torch.load of this project's checkpoints
         Runner.from_cfg(cfg).train()
