@@ -7,7 +7,8 @@
   dinat_mm backbone checkpoint: DST ending in .safetensors, or a weights-only .pth.
 - --whole: a whole detector/segmentor checkpoint of the DiNAT release (mmdet 2.x / mmseg 0.x:
   Mask R-CNN, Cascade Mask R-CNN, UPerNet) becomes a weights-only mmdet 3.x / mmseg 1.x checkpoint
-  ({'state_dict', 'meta'}) for tools/test.py or load_from. The parameter names of these heads did
+  ({'state_dict', 'meta'}) for tools/test.py or load_from; DST must be a .pth (mmengine reads no
+  safetensors). The parameter names of these heads did
   not change between those versions; optimizer state and non-tensor metadata are dropped.
 - --trust-source: unpickle SRC fully (it can run code!) for a trusted file that the safe loader
   refuses; the output is plain tensors either way.
@@ -28,6 +29,9 @@ def main():
     args = parser.parse_args()
 
     from dinat_mm.checkpoint import CheckpointError, read_checkpoint, to_backbone, unwrap
+    if args.whole and args.dst.endswith('.safetensors'):
+        sys.exit(f'error: --whole cannot write {args.dst}: tools/test.py and mmengine\'s load_from read only '
+                 "torch checkpoints ({'state_dict', 'meta'}), not safetensors; give DST a .pth name")
     try:
         if args.trust_source:
             checkpoint = torch.load(args.src, map_location='cpu', weights_only=False)
@@ -45,11 +49,11 @@ def main():
     state = {k: v.contiguous() for k, v in state.items()}
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     tmp = args.dst + '.part'  # never leave a half-written DST
-    if args.dst.endswith('.safetensors'):
+    if args.whole:
+        torch.save(dict(state_dict=state, meta=dict(converted_from=os.path.basename(args.src))), tmp)
+    elif args.dst.endswith('.safetensors'):
         from safetensors.torch import save_file
         save_file(state, tmp, metadata=dict(format='pt', source_layout=report['layout']))
-    elif args.whole:
-        torch.save(dict(state_dict=state, meta=dict(converted_from=os.path.basename(args.src))), tmp)
     else:
         torch.save(state, tmp)
     os.replace(tmp, args.dst)

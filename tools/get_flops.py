@@ -20,7 +20,10 @@ def main():
     from mmengine.registry import init_default_scope
     from dinat_mm import engine
     from dinat_mm.analysis import count
-    cfg = engine.load_config(args.config)
+    try:
+        cfg = engine.load_config(args.config)
+    except engine.UserError as err:
+        raise SystemExit(f'error: {err}')
     init_default_scope(cfg.default_scope)
     cfg.model.backbone.init_cfg = None
     if cfg.default_scope == 'mmdet':

@@ -24,6 +24,7 @@ def main():
     args = parser.parse_args()
     try:
         cfg = engine.prepare(args)
+        engine.check_checkpoint_exists(args.checkpoint)
         cfg.load_from = args.checkpoint
         if args.show_dir:
             engine.enable_visualization(cfg, os.path.abspath(args.show_dir))

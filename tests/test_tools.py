@@ -1,0 +1,162 @@
+"""The tools' refusals (each names what is wrong, before any work is done), --amp on CPUs without
+native bfloat16, auto-resume's choice of checkpoint, and get_flops.py / make_toy_data.py runs."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from dinat_mm import durable, engine
+
+REPO = Path(__file__).resolve().parents[1]
+DET = 'configs/toy/maskrcnn_dinat_mini_toy.py'
+SEG = 'configs/toy/upernet_dinat_mini_toy.py'
+
+
+def _tool(*args, prelude=''):
+    """Run a tool (optionally after ``prelude`` in the same interpreter); returns (exit code, stderr)."""
+    script = textwrap.dedent(prelude) + f'\nimport sys\nsys.argv = {list(map(str, args))!r}\n' \
+        "exec(compile(open(sys.argv[0]).read(), sys.argv[0], 'exec'))"
+    out = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True, text=True, timeout=600)
+    return out.returncode, out.stderr
+
+
+@pytest.fixture(scope='module')
+def other_scope(tmp_path_factory):
+    path = tmp_path_factory.mktemp('cfg') / 'classifier.py'
+    path.write_text("default_scope = 'mmpretrain'\nmodel = dict(type='ImageClassifier')\n")
+    return path
+
+
+@pytest.mark.parametrize('case', ['test_missing_checkpoint', 'test_out_not_pkl', 'train_resume_missing',
+                                  'train_other_scope', 'test_other_scope', 'train_slurm', 'convert_missing_source',
+                                  'convert_unknown_layout', 'convert_whole_to_safetensors', 'flops_other_scope'])
+def test_bad_input_is_refused_with_a_message_that_names_it(case, tmp_path, other_scope):
+    unknown = tmp_path / 'resnet.pth'
+    torch.save({'conv1.weight': torch.zeros(4, 3, 3, 3), 'fc.weight': torch.zeros(10, 4)}, unknown)
+    detector = tmp_path / 'detector.pth'  # what --whole converts
+    torch.save({'state_dict': {'backbone.patch_embed.proj.0.weight': torch.zeros(4, 3, 3, 3)}}, detector)
+    cases = {
+        'test_missing_checkpoint': (['tools/test.py', DET, tmp_path / 'none.pth'], f'checkpoint not found: {tmp_path}/none.pth'),
+        'test_out_not_pkl': (['tools/test.py', DET, unknown, '--out', tmp_path / 'preds.json'],
+                             f'--out must be a .pkl file, got {tmp_path}/preds.json'),
+        'train_resume_missing': (['tools/train.py', DET, '--resume', tmp_path / 'none.pth'],
+                                 f'checkpoint not found: {tmp_path}/none.pth'),
+        'train_other_scope': (['tools/train.py', other_scope],
+                              f"{other_scope}: default_scope must be 'mmdet' or 'mmseg', got 'mmpretrain'"),
+        'test_other_scope': (['tools/test.py', other_scope, unknown], "default_scope must be 'mmdet' or 'mmseg'"),
+        'train_slurm': (['tools/train.py', DET, '--launcher', 'slurm'],
+                        '--launcher slurm needs GPUs; on CPU use --launcher pytorch'),
+        'convert_missing_source': (['tools/convert_checkpoint.py', tmp_path / 'none.pth', tmp_path / 'o.pth'],
+                                   f'{tmp_path}/none.pth'),
+        'convert_unknown_layout': (['tools/convert_checkpoint.py', unknown, tmp_path / 'o.pth'],
+                                   "unrecognised checkpoint layout (first keys: ['conv1.weight', 'fc.weight'])"),
+        'convert_whole_to_safetensors': (['tools/convert_checkpoint.py', '--whole', detector, tmp_path / 'o.safetensors'],
+                                         "--whole cannot write"),
+        'flops_other_scope': (['tools/get_flops.py', other_scope], "default_scope must be 'mmdet' or 'mmseg'"),
+    }
+    args, words = cases[case]
+    code, err = _tool(*args)
+    assert code != 0 and words in err, err[-2000:]
+    assert 'Traceback' not in err
+    assert not (tmp_path / 'o.pth').exists() and not (tmp_path / 'o.safetensors').exists()
+
+
+def _pretend_no_native_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: False)
+    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: False)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+
+
+def test_cpu_bf16_support_follows_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: True)
+    assert engine.cpu_bf16_support() is None
+    _pretend_no_native_bf16(monkeypatch)
+    if 'bf16' not in Path('/proc/cpuinfo').read_text().split():  # x86 names it avx512_bf16, ARM bf16
+        assert engine.cpu_bf16_support().startswith(f'CPU capability {torch.backends.cpu.get_cpu_capability()}')
+
+
+@pytest.mark.parametrize('config', [DET, SEG])
+def test_amp_is_refused_without_native_bf16_unless_forced(config, monkeypatch):
+    monkeypatch.setattr(engine, 'cpu_bf16_support', lambda: 'CPU capability AVX2, without AVX512_BF16, AMX or BF16')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config.fromfile(str(REPO / config))
+    with pytest.raises(engine.UserError, match=r'--amp on this CPU \(CPU capability AVX2.*would emulate bfloat16.*'
+                                               r'12.67 s.*1.56 s.*--amp force'):
+        engine.enable_amp(cfg)
+    assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper' and 'BF16FeaturesHook' not in cfg.pretty_text
+    engine.enable_amp(cfg, force=True)
+    assert cfg.optim_wrapper.type == 'CPUBF16OptimWrapper' or \
+        any(h.type == 'BF16FeaturesHook' for h in cfg.custom_hooks)
+
+
+def test_train_tool_refuses_amp_before_training_and_accepts_force():
+    prelude = '''
+        import dinat_mm.engine as e
+        e.cpu_bf16_support = lambda: 'CPU capability AVX2, without AVX512_BF16, AMX or BF16'
+    '''
+    code, err = _tool('tools/train.py', DET, '--amp', prelude=prelude)
+    assert code != 0 and '--amp on this CPU (CPU capability AVX2' in err and 'Traceback' not in err
+    code, err = _tool('tools/train.py', DET, '--amp', 'force', '--cfg-options', 'train_dataloader.dataset.data_root=/nowhere/',
+                      prelude=prelude)
+    assert code != 0 and 'dataset not found: /nowhere/' in err  # past the --amp check
+
+
+def _save(path, n=4):
+    torch.save({'state_dict': {'w': torch.full((n,), float(n))}, 'meta': {}}, path)
+    return path
+
+
+def test_resume_point_takes_the_newest_readable_checkpoint_and_names_the_rest(tmp_path):
+    from dinat_mm.checkpoint import load_checkpoint_file
+    import os
+    warnings = []
+    assert durable.resume_point(str(tmp_path), load_checkpoint_file, warnings.append) is None  # a first run
+    old, good, bad = _save(tmp_path / 'iter_2.pth'), _save(tmp_path / 'iter_4.pth'), _save(tmp_path / 'iter_6.pth')
+    bad.write_bytes(bad.read_bytes()[:200])  # a full disk, or a run killed by an older tool
+    for i, p in enumerate((old, good, bad)):
+        os.utime(p, ns=(10**18 + i * 10**9,) * 2)
+    (tmp_path / 'last_checkpoint').write_text(str(bad))
+    assert durable.resume_point(str(tmp_path), load_checkpoint_file, warnings.append) == str(good)
+    assert f'{bad}: truncated or corrupt checkpoint' in warnings[0]
+    assert f'resuming from {good}, the newest readable checkpoint (last_checkpoint names {bad})' in warnings[1]
+    warnings.clear()
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_8.pth'))  # removed by hand
+    bad.unlink()
+    assert durable.resume_point(str(tmp_path), load_checkpoint_file, warnings.append) == str(good)
+    assert f'names {tmp_path}/iter_8.pth, which does not exist' in warnings[0]
+
+
+def test_get_flops_reports_the_models_parameter_count():
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    out = subprocess.run([sys.executable, 'tools/get_flops.py', SEG, '--shape', '64', '96'], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cfg = Config.fromfile(str(REPO / SEG))
+    params = sum(p.numel() for p in MODELS.build(cfg.model).parameters())
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith(f'{SEG}: input 64x96, params {params / 1e6:.1f} M, FLOPs '), line
+    assert float(line.split('FLOPs ')[1].split()[0]) >= 0
+
+
+@pytest.mark.parametrize('kind', ['coco', 'ade'])
+def test_make_toy_data_writes_the_requested_splits(kind, tmp_path):
+    out = subprocess.run([sys.executable, 'tools/make_toy_data.py', kind, tmp_path / kind, '--train', '3', '--val', '2',
+                          '--size', '64'], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    root = tmp_path / kind
+    if kind == 'coco':
+        for split, n in (('train', 3), ('val', 2)):
+            ann = json.loads((root / 'annotations' / f'instances_{split}.json').read_text())
+            assert len(ann['images']) == n and ann['annotations']
+            assert all((root / split / im['file_name']).is_file() for im in ann['images'])
+    else:
+        for split, n in (('training', 3), ('validation', 2)):
+            images = sorted(p.stem for p in (root / 'images' / split).glob('*.jpg'))
+            assert len(images) == n and images == sorted(p.stem for p in (root / 'annotations' / split).glob('*.png'))
