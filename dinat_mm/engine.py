@@ -124,6 +124,20 @@ class RNGStateHook(Hook):
             random.setstate(_tuples(state['python']))
 
 
+class SyncNormStatsHook(Hook):
+    """CPU distributed runs: SyncBN needs CUDA, so tools/train.py makes it BN, whose running
+    statistics would then follow each rank's own batches. Averaging the floating-point buffers over
+    the ranks after every iteration (before a checkpoint is written) keeps all ranks' models
+    identical, with running means those of the whole batch."""
+
+    priority = 'LOW'  # after the optimizer step, before CheckpointHook (VERY_LOW)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        from mmengine.dist import all_reduce_params, is_distributed
+        if is_distributed():
+            all_reduce_params([b for b in runner.model.buffers() if b.is_floating_point()], op='mean')
+
+
 def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
@@ -220,7 +234,8 @@ def _walk(node, fn) -> None:
 
 
 def configure_launcher(cfg: Config, launcher: str) -> None:
-    """gloo when there is no GPU; without GPUs SyncBN cannot synchronise, so it becomes BN."""
+    """gloo when there is no GPU; without GPUs SyncBN cannot synchronise, so it becomes BN, with its
+    statistics averaged over the ranks after each iteration (SyncNormStatsHook)."""
     cfg.launcher = launcher
     if torch.cuda.is_available():
         return
@@ -233,6 +248,8 @@ def configure_launcher(cfg: Config, launcher: str) -> None:
             if d.get('type') == 'SyncBN':
                 d['type'] = 'BN'
         _walk(cfg._cfg_dict, to_bn)
+        hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') != 'SyncNormStatsHook']
+        cfg.custom_hooks = hooks + [dict(type='SyncNormStatsHook')]
 
 
 def init_distributed_without_gpu(launcher: str) -> None:

@@ -12,7 +12,7 @@ from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS
 from .checkpoint.loading import trusted_types
 
 from .durable import AtomicCheckpointHook
-from .engine import BF16FeaturesHook, CompileHook, CPUBF16OptimWrapper, RNGStateHook
+from .engine import BF16FeaturesHook, CompileHook, CPUBF16OptimWrapper, RNGStateHook, SyncNormStatsHook
 from .models import NAT, DiNAT
 
 # force: a re-import registers the same classes again instead of failing
@@ -20,6 +20,7 @@ for _cls in (DiNAT, NAT):
     MODELS.register_module(module=_cls, force=True)
 HOOKS.register_module(module=RNGStateHook, force=True)
 HOOKS.register_module(module=AtomicCheckpointHook, force=True)
+HOOKS.register_module(module=SyncNormStatsHook, force=True)
 HOOKS.register_module(module=BF16FeaturesHook, force=True)
 HOOKS.register_module(module=CompileHook, force=True)
 OPTIM_WRAPPERS.register_module(module=CPUBF16OptimWrapper, force=True)

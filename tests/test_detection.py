@@ -218,6 +218,35 @@ def test_bf16_features_run_backbone_and_neck_in_bfloat16_and_heads_in_float32():
         assert 0 < (a - b).abs().max() <= 0.05 * b.abs().max()  # bfloat16 did run, and stays close
 
 
+def test_amp_computes_a_training_detectors_features_in_bfloat16_and_hands_them_over_in_float32():
+    from types import SimpleNamespace
+    from mmdet.registry import MODELS
+    from mmdet.testing import demo_mm_inputs
+    from mmdet.utils import register_all_modules
+    from mmengine.logging import MMLogger
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import HOOKS
+    from dinat_mm import engine
+    register_all_modules()
+    cfg = Config.fromfile(str(REPO / TOY))
+    engine.enable_amp(cfg, force=True)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    for hook in cfg.custom_hooks:
+        if hook.type == 'BF16FeaturesHook':
+            HOOKS.build(hook).before_run(SimpleNamespace(model=model, logger=MMLogger.get_current_instance()))
+    seen = {}
+    model.backbone.levels[1].blocks[0].attn.qkv.register_forward_hook(lambda m, i, o: seen.setdefault('qkv', o.dtype))
+    model.neck.register_forward_hook(lambda m, i, o: seen.setdefault('neck', o[0].dtype))
+    model.rpn_head.register_forward_pre_hook(lambda m, a: seen.setdefault('rpn', {f.dtype for f in a[0]}))
+    model.roi_head.bbox_roi_extractor.register_forward_pre_hook(
+        lambda m, a: seen.setdefault('roi', {f.dtype for f in a[0]}))
+    data = demo_mm_inputs(2, [(3, 96, 128), (3, 128, 96)], num_items=[2, 1], num_classes=3, with_mask=True)
+    losses = model.train_step(data, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01)))
+    assert seen == dict(qkv=torch.bfloat16, neck=torch.bfloat16, rpn={torch.float32}, roi={torch.float32})
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
 @pytest.mark.slow
 def test_amp_trains_detectors_with_bfloat16_features_on_cpu(toy_coco, tmp_path):
     run_tool('tools/train.py', TOY, '--amp', 'force', *_train(toy_coco, tmp_path / 'amp', 1))

@@ -110,6 +110,108 @@ def test_killed_at_any_moment_and_resumed_ends_bit_identical(toy_ade, tmp_path):
     assert_same_training_state(tmp_path / 'straight' / 'iter_8.pth', work / 'iter_8.pth')
 
 
+@pytest.mark.slow
+def test_two_process_gloo_training_ends_with_identical_weights_on_both_ranks_then_dist_test(toy_ade, tmp_path):
+    # The toy UPerNet's heads use SyncBN: on CPU tools/train.py makes it BN, or gloo would fail.
+    config = tmp_path / 'ddp.py'
+    config.write_text(f"_base_ = ['{REPO / TOY}']\n"
+                      "custom_imports = dict(imports=['dinat_mm', 'rank_weights'], allow_failed_imports=False)\n"
+                      "custom_hooks = [dict(type='RNGStateHook'), dict(type='SaveRankWeightsHook')]\n")
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29523', OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([str(REPO / 'tests'), os.environ.get('PYTHONPATH', '')]))
+    work = tmp_path / 'dist'
+    out = subprocess.run(['bash', 'tools/dist_train.sh', config, '2', *map(str, _options(toy_ade, work, 3))],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    ranks = [torch.load(work / f'rank{r}_weights.pth') for r in (0, 1)]
+    initial = MODELS_STATE(config)
+    assert any(not torch.equal(initial[k], ranks[0][k]) for k in initial)  # training did move the weights
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+    out = subprocess.run(['bash', 'tools/dist_test.sh', config, work / 'iter_3.pth', '2', '--work-dir', tmp_path / 'test',
+                          '--cfg-options', f'test_dataloader.dataset.data_root={toy_ade}'],
+                         cwd=REPO, env=dict(env, PORT='29524'), capture_output=True, text=True, timeout=900)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-4000:]
+    assert re.search(r'mIoU: \d+\.\d+', log) and 'Distributed training: True' in log
+
+
+def MODELS_STATE(config):
+    """The weights training starts from: the config's model built with the same seed."""
+    from mmengine.runner import set_random_seed
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    cfg = Config.fromfile(str(config))
+    set_random_seed(cfg.randomness.seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model.state_dict()
+
+
+def test_syncbn_becomes_bn_for_cpu_distributed_runs_of_the_upernet_config(monkeypatch):
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    from dinat_mm import engine
+    register_all_modules()
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config.fromfile(str(REPO / 'configs/upernet_dinat_tiny_ade20k.py'))
+    assert "type='SyncBN'" in cfg.pretty_text
+    engine.configure_launcher(cfg, 'pytorch')
+    assert "type='SyncBN'" not in cfg.pretty_text and cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg.device_ids is None and cfg.custom_hooks[-1].type == 'SyncNormStatsHook'
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert 'SyncBatchNorm' not in kinds and 'BatchNorm2d' in kinds
+
+
+@pytest.mark.slow
+def test_tta_runs_every_image_through_each_scale_and_flip(toy_ade, tmp_path):
+    from mmengine.runner import Runner
+    from mmseg.models import SegTTAModel
+    from dinat_mm import engine
+    cfg = Config.fromfile(str(REPO / TOY))
+    cfg.work_dir = str(tmp_path)
+    cfg.test_dataloader.dataset.data_root = str(toy_ade)
+    engine.enable_tta(cfg)
+    runner = Runner.from_cfg(cfg)
+    assert isinstance(runner.model, SegTTAModel)
+    seen = []
+    runner.model.module.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    metrics = runner.test()
+    assert 'mIoU' in metrics
+    images, ratios = 3, cfg.img_ratios  # the toy val split: three 256x256 images
+    assert len(seen) == images * len(ratios) * 2
+    for i in range(images):
+        for j, r in enumerate(ratios):
+            plain, flipped = seen[(i * len(ratios) + j) * 2: (i * len(ratios) + j) * 2 + 2]
+            assert plain.shape[-2:] == (round(256 * r), round(256 * r))
+            assert torch.equal(flipped, plain.flip(-1))  # the same scale, mirrored
+
+
+def test_amp_runs_the_segmentors_forward_under_bfloat16_autocast_in_its_optimizer_context():
+    from mmengine.optim import build_optim_wrapper
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    from dinat_mm import engine
+    register_all_modules()
+    cfg = Config.fromfile(str(REPO / TOY))
+    engine.enable_amp(cfg, force=True)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    states = []
+    model.backbone.register_forward_hook(lambda m, i, o: states.append(
+        (torch.is_autocast_enabled('cpu'), torch.get_autocast_dtype('cpu'), o[0].dtype)))
+    model.decode_head.conv_seg.register_forward_hook(lambda m, i, o: states.append(
+        (torch.is_autocast_enabled('cpu'), torch.get_autocast_dtype('cpu'), o.dtype)))
+    losses = model.train_step(_batch((128, 128), classes=5), wrapper)
+    assert states == [(True, torch.bfloat16, torch.bfloat16)] * 2
+    assert torch.isfinite(losses['decode.loss_ce'])
+    assert not torch.is_autocast_enabled('cpu')  # only inside the optimizer context
+
+
 def test_tta_needs_the_config_entries(tmp_path):
     out = subprocess.run([sys.executable, 'tools/test.py', 'configs/maskrcnn_dinat_mini_coco.py', 'x.pth', '--tta'],
                          cwd=REPO, capture_output=True, text=True)
