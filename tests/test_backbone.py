@@ -130,6 +130,8 @@ def test_frozen_stages(frozen_stages):
     for name, module in model.named_modules():
         if any(name == f or name.startswith(f + '.') for f in frozen):
             assert not module.training, name
+        elif name:
+            assert module.training, name  # train() must not leave the rest in eval mode
     out = model(torch.randn(1, 3, 32, 32))[-1]  # the original crashed for frozen_stages >= 2
     if frozen_stages < 4:
         out.sum().backward()
@@ -240,3 +242,46 @@ def test_input_errors(x, error, words):
     with pytest.raises(error) as info:
         small()(x)
     assert words in str(info.value)
+
+
+def test_attention_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    model = small(attn_drop_rate=0.5)
+    plain = small(attn_drop_rate=0.0)
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 48, 40)
+    model.eval()
+    with torch.no_grad():
+        for a, b in zip(model(x), plain.eval()(x)):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)  # eval: no dropout at all
+        model.train()
+        assert not torch.allclose(model(x)[0], plain(x)[0])  # training: the same weights, dropped
+
+
+def test_drop_path_rises_linearly_over_all_layers():
+    model = DiNAT(arch='tiny', drop_path_rate=0.3)
+    layers = [layer for level in model.levels for layer in level.blocks]
+    assert len(layers) == 30  # DiNAT-T: depths 3, 4, 18, 5
+    rates = [getattr(layer.drop_path, 'drop_prob', 0.0) for layer in layers]
+    want = [0.3 * i / (len(layers) - 1) for i in range(len(layers))]
+    assert rates == pytest.approx(want, abs=1e-7)
+    assert isinstance(layers[0].drop_path, torch.nn.Identity)  # rate 0: no stochastic depth at all
+
+
+def test_initialisation_is_the_releases():
+    """timm's trunc_normal_(std=.02) for Linear weights and every rpb table, zero biases, unit
+    LayerNorms (the release's _init_weights and its rpb initialisation)."""
+    torch.manual_seed(0)
+    model = DiNAT(arch='mini')
+    model.init_weights()
+    rpb = torch.cat([m.attn.rpb.detach().flatten() for level in model.levels for m in level.blocks])
+    linear = torch.cat([m.weight.detach().flatten() for m in model.modules() if isinstance(m, torch.nn.Linear)])
+    for values in (rpb, linear):
+        assert values.numel() > 20000
+        assert abs(values.std().item() - 0.02) < 0.0005 and abs(values.mean().item()) < 0.0005
+        assert values.abs().max() < 0.02 * 6  # a normal's tail: trunc_normal_ clips at +-2, far out
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear) and m.bias is not None:
+            assert torch.count_nonzero(m.bias) == 0
+        if isinstance(m, torch.nn.LayerNorm):
+            assert torch.equal(m.weight, torch.ones_like(m.weight)) and torch.count_nonzero(m.bias) == 0
