@@ -13,10 +13,10 @@ from .checkpoint.loading import trusted_types
 
 from .durable import AtomicCheckpointHook
 from .engine import BF16FeaturesHook, CompileHook, CPUBF16OptimWrapper, RNGStateHook, SyncNormStatsHook
-from .models import NAT, DiNAT
+from .models import NAT, DiNAT, DiNAT_s
 
 # force: a re-import registers the same classes again instead of failing
-for _cls in (DiNAT, NAT):
+for _cls in (DiNAT, NAT, DiNAT_s):
     MODELS.register_module(module=_cls, force=True)
 HOOKS.register_module(module=RNGStateHook, force=True)
 HOOKS.register_module(module=AtomicCheckpointHook, force=True)

@@ -57,6 +57,23 @@ def _linear(x, sd, prefix):
     return F.linear(x, sd[prefix + '.weight'], sd.get(prefix + '.bias'))
 
 
+def reference_layer(x, sd, p, heads, kernel, d, layer_scale=False):
+    """Pre-norm: x + NA(LN(x)), maps smaller than the dilated window zero-padded right/bottom
+    before qkv and cropped after; then x + MLP(LN(x)); gamma1/gamma2 with layer scale."""
+    B, H, W, C = x.shape
+    y = _ln(x, sd, p + 'norm1')
+    y = F.pad(y, (0, 0, 0, max(0, kernel * d - W), 0, max(0, kernel * d - H)))
+    Hp, Wp = y.shape[1:3]
+    qkv = _linear(y, sd, p + 'attn.qkv').view(B, Hp, Wp, 3, heads, C // heads)
+    q, k, v = (qkv[:, :, :, n].permute(0, 3, 1, 2, 4) for n in range(3))
+    a = na2d_brute(q, k, v, kernel, d, rpb=sd[p + 'attn.rpb'])
+    a = a.permute(0, 2, 3, 1, 4).reshape(B, Hp, Wp, C)[:, :H, :W]
+    a = _linear(a, sd, p + 'attn.proj')
+    x = x + (sd[p + 'gamma1'] * a if layer_scale else a)
+    m = _linear(F.gelu(_linear(_ln(x, sd, p + 'norm2'), sd, p + 'mlp.fc1')), sd, p + 'mlp.fc2')
+    return x + (sd[p + 'gamma2'] * m if layer_scale else m)
+
+
 def reference_forward(sd, x, depths, heads, kernel, dilations, out_indices, layer_scale=False):
     x = F.conv2d(x, sd['patch_embed.proj.0.weight'], sd['patch_embed.proj.0.bias'], stride=2, padding=1)
     x = F.conv2d(x, sd['patch_embed.proj.1.weight'], sd['patch_embed.proj.1.bias'], stride=2, padding=1)
@@ -64,25 +81,37 @@ def reference_forward(sd, x, depths, heads, kernel, dilations, out_indices, laye
     outs = []
     for i, depth in enumerate(depths):
         for j in range(depth):
-            p = f'levels.{i}.blocks.{j}.'
-            B, H, W, C = x.shape
-            d = dilations[i][j]
-            y = _ln(x, sd, p + 'norm1')
-            y = F.pad(y, (0, 0, 0, max(0, kernel * d - W), 0, max(0, kernel * d - H)))
-            Hp, Wp = y.shape[1:3]
-            qkv = _linear(y, sd, p + 'attn.qkv').view(B, Hp, Wp, 3, heads[i], C // heads[i])
-            q, k, v = (qkv[:, :, :, n].permute(0, 3, 1, 2, 4) for n in range(3))
-            a = na2d_brute(q, k, v, kernel, d, rpb=sd[p + 'attn.rpb'])
-            a = a.permute(0, 2, 3, 1, 4).reshape(B, Hp, Wp, C)[:, :H, :W]
-            a = _linear(a, sd, p + 'attn.proj')
-            x = x + (sd[p + 'gamma1'] * a if layer_scale else a)
-            m = _linear(F.gelu(_linear(_ln(x, sd, p + 'norm2'), sd, p + 'mlp.fc1')), sd, p + 'mlp.fc2')
-            x = x + (sd[p + 'gamma2'] * m if layer_scale else m)
+            x = reference_layer(x, sd, f'levels.{i}.blocks.{j}.', heads[i], kernel, dilations[i][j], layer_scale)
         if i in out_indices:
             outs.append(_ln(x, sd, f'norm{i}').permute(0, 3, 1, 2))
         if i < len(depths) - 1:
             x = F.conv2d(x.permute(0, 3, 1, 2), sd[f'levels.{i}.downsample.reduction.weight'], stride=2, padding=1)
             x = _ln(x.permute(0, 2, 3, 1), sd, f'levels.{i}.downsample.norm')
+    return outs
+
+
+def reference_forward_dinat_s(sd, x, depths, heads, kernel, dilations, out_indices):
+    """DiNAT_s from its description: the image zero-padded right/bottom to a multiple of 4, a 4x4
+    stride-4 convolution, LayerNorm; DiNAT's layers; patch merging: an odd map padded by one
+    zero row/column, the 2x2 block's pixels (top-left, bottom-left, top-right, bottom-right) side
+    by side, LayerNorm, linear without bias."""
+    H, W = x.shape[-2:]
+    x = F.pad(x, (0, (4 - W % 4) % 4, 0, (4 - H % 4) % 4))
+    x = F.conv2d(x, sd['patch_embed.proj.weight'], sd['patch_embed.proj.bias'], stride=4)
+    x = _ln(x.permute(0, 2, 3, 1), sd, 'patch_embed.norm')
+    outs = []
+    for i, depth in enumerate(depths):
+        for j in range(depth):
+            x = reference_layer(x, sd, f'layers.{i}.blocks.{j}.', heads[i], kernel, dilations[i][j])
+        if i in out_indices:
+            outs.append(_ln(x, sd, f'norm{i}').permute(0, 3, 1, 2))
+        if i < len(depths) - 1:
+            B, h, w, C = x.shape
+            padded = x.new_zeros(B, h + h % 2, w + w % 2, C)
+            padded[:, :h, :w] = x
+            blocks = [padded[:, r::2, c::2] for c in (0, 1) for r in (0, 1)]
+            x = F.linear(_ln(torch.cat(blocks, -1), sd, f'layers.{i}.downsample.norm'),
+                         sd[f'layers.{i}.downsample.reduction.weight'])
     return outs
 
 
@@ -99,6 +128,27 @@ def test_matches_functional_reference_in_float64(layer_scale, backend):
     ref = reference_forward(sd, x, SMALL['depths'], SMALL['num_heads'], 3, SMALL['dilations'],
                             (0, 1, 2, 3), layer_scale=layer_scale is not None)
     outs = model(x)
+    for out, want in zip(outs, ref):
+        torch.testing.assert_close(out, want, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize('backend', ['torch', 'cpu'])
+@pytest.mark.parametrize('hw', [(45, 61), (30, 23)])  # odd sizes at every level, maps below the window
+def test_dinat_s_matches_functional_reference_in_float64(hw, backend):
+    from dinat_mm import DiNAT_s
+    torch.manual_seed(0)
+    cfg = dict(embed_dim=16, depths=[2, 1, 2, 1], num_heads=[1, 2, 2, 4], kernel_size=3,
+               dilations=[[1, 3], [2], [1, 2], [1]], drop_path_rate=0.0, attn_backend=backend)
+    model = DiNAT_s(**cfg).double().eval()
+    model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x = torch.randn(2, 3, *hw, dtype=torch.float64)
+    ref = reference_forward_dinat_s(model.state_dict(), x, cfg['depths'], cfg['num_heads'], 3, cfg['dilations'],
+                                    (0, 1, 2, 3))
+    outs = model(x)
+    assert [o.shape for o in outs] == [r.shape for r in ref]
     for out, want in zip(outs, ref):
         torch.testing.assert_close(out, want, atol=1e-9, rtol=0)
 
@@ -285,3 +335,86 @@ def test_initialisation_is_the_releases():
             assert torch.count_nonzero(m.bias) == 0
         if isinstance(m, torch.nn.LayerNorm):
             assert torch.equal(m.weight, torch.ones_like(m.weight)) and torch.count_nonzero(m.bias) == 0
+
+
+# ---- DiNAT_s: the release's alternative layout, sharing DiNAT's layer and contract ----
+
+DINAT_S_PUBLISHED_PARAMS_M = dict(tiny=28, small=50, base=88, large=197)  # classification/DiNAT.md
+
+
+@pytest.mark.parametrize('arch', sorted(DINAT_S_PUBLISHED_PARAMS_M))
+def test_dinat_s_presets_match_published_sizes(arch):
+    from dinat_mm import DiNAT_s
+    with torch.device('meta'):
+        model = DiNAT_s(arch=arch, out_indices=(3,))
+    last = model.num_features[-1]
+    backbone = sum(p.numel() for n, p in model.named_parameters() if not n.startswith('norm'))
+    with_head = backbone + 2 * last + last * 1000 + 1000  # final LayerNorm and linear classifier
+    assert abs(with_head / 1e6 - DINAT_S_PUBLISHED_PARAMS_M[arch]) < 0.6 * (1 + (arch == 'large'))
+    assert model.mlp_ratio == 4.0 and not model.layers[0].blocks[0].layer_scale
+
+
+def test_dinat_s_builds_from_the_releases_backbone_dict_with_its_parameter_names():
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    release = dict(type='DiNAT_s', embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], kernel_size=7,
+                   dilations=[[1, 28], [1, 14], [1, 3, 1, 5, 1, 7], [1, 3]], mlp_ratio=4., qkv_bias=True,
+                   qk_scale=None, drop_rate=0., attn_drop_rate=0., drop_path_rate=0.2, patch_norm=True,
+                   out_indices=(0, 1, 2, 3))
+    model = MODELS.build(release)
+    keys = set(model.state_dict())
+    # the names the release's DiNAT_s (Swin's PatchEmbed/PatchMerging, natten's attention) has
+    assert {'patch_embed.proj.weight', 'patch_embed.norm.weight', 'layers.0.blocks.1.attn.rpb',
+            'layers.0.blocks.1.attn.qkv.weight', 'layers.2.blocks.5.mlp.fc2.bias', 'layers.2.downsample.reduction.weight',
+            'layers.2.downsample.norm.bias', 'norm3.weight'} <= keys
+    assert 'layers.3.downsample.reduction.weight' not in keys and 'layers.0.downsample.reduction.bias' not in keys
+    assert model.layers[0].downsample.reduction.weight.shape == (192, 384)
+
+
+@pytest.mark.parametrize('frozen_stages', [-1, 0, 2, 4])
+def test_dinat_s_frozen_stages_stay_frozen_through_train(frozen_stages):
+    from dinat_mm import DiNAT_s
+    model = DiNAT_s(embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4], kernel_size=3,
+                    frozen_stages=frozen_stages)
+    model.init_weights()
+    assert model.train() is model
+    frozen = [] if frozen_stages < 0 else ['patch_embed'] + [f'layers.{i}' for i in range(frozen_stages)] \
+        + [f'norm{i}' for i in range(frozen_stages)]
+    for name, param in model.named_parameters():
+        assert param.requires_grad is not any(name.startswith(f + '.') for f in frozen), name
+    for name, module in model.named_modules():
+        if name:
+            assert module.training is not any(name == f or name.startswith(f + '.') for f in frozen), name
+
+
+def test_dinat_s_with_cp_and_out_indices():
+    from dinat_mm import DiNAT_s
+    torch.manual_seed(0)
+    cfg = dict(embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4], kernel_size=3, out_indices=(1, 3),
+               drop_path_rate=0.0)
+    plain, checkpointed = DiNAT_s(**cfg).train(), DiNAT_s(with_cp=True, **cfg).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 37, 50)
+    grads = []
+    for model in (plain, checkpointed):
+        outs = model(x)
+        assert [o.shape[1] for o in outs] == [32, 128]
+        sum(o.square().mean() for o in outs).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)
+
+
+@pytest.mark.parametrize('kwargs,error,words', [
+    (dict(patch_size=0), ValueError, 'patch_size must be an int >= 1'),
+    (dict(layer_scale=1e-5), ValueError, 'DiNAT_s has no layer scale'),
+    (dict(in_patch_size=4), TypeError, 'DiNAT_s takes patch_size'),
+    (dict(arch='mini'), ValueError, "arch must be one of ['base', 'large', 'small', 'tiny']"),
+    (dict(arch='tiny', dilations=[[1, 2]] * 3), ValueError, 'dilations must have 4 entries'),
+])
+def test_dinat_s_validation_names_the_argument(kwargs, error, words):
+    from dinat_mm import DiNAT_s
+    with pytest.raises(error) as info:
+        DiNAT_s(**kwargs)
+    assert words in str(info.value)

@@ -16,7 +16,8 @@ from dinat_mm.toydata import make_toy_coco
 from kill_resume import train_with_kills
 
 REPO = Path(__file__).resolve().parents[1]
-DET_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('*maskrcnn_dinat_*_coco.py'))
+DET_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('*maskrcnn_*_coco.py'))
+BACKBONE_TYPES = {'dinat': 'DiNAT', 'nat': 'NAT', 'dinat_s': 'DiNAT_s'}
 TOY = 'configs/toy/maskrcnn_dinat_mini_toy.py'
 
 
@@ -28,9 +29,17 @@ def run_tool(*args, cwd=REPO, timeout=900, env=None):
 
 
 def test_all_detection_configs_are_shipped():
+    """The release's detection configs (detection/configs/{dinat,nat,dinat_s}), family by family."""
     names = {Path(c).name for c in DET_CONFIGS}
-    assert names == {f'maskrcnn_dinat_{v}_coco.py' for v in ('mini', 'tiny', 'small')} | \
-        {f'cascade_maskrcnn_dinat_{v}_coco.py' for v in ('mini', 'tiny', 'small', 'base', 'large')}
+    release = {'dinat': (('mini', 'tiny', 'small'), ('mini', 'tiny', 'small', 'base', 'large')),
+               'nat': (('mini', 'tiny', 'small'), ('mini', 'tiny', 'small', 'base')),
+               'dinat_s': (('tiny', 'small'), ('tiny', 'small', 'base', 'large'))}
+    assert names == {f'maskrcnn_{f}_{v}_coco.py' for f, (mask, _) in release.items() for v in mask} | \
+        {f'cascade_maskrcnn_{f}_{v}_coco.py' for f, (_, cascade) in release.items() for v in cascade}
+
+
+def family(config: str) -> str:
+    return Path(config).name.split('maskrcnn_')[-1].split('upernet_')[-1].rsplit('_', 2)[0]
 
 
 @pytest.mark.parametrize('config', DET_CONFIGS)
@@ -41,8 +50,9 @@ def test_config_builds_offline_trains_a_step_and_predicts(config):
     from mmengine.model import revert_sync_batchnorm
     register_all_modules()
     cfg = Config.fromfile(str(REPO / config))
-    assert cfg.model.backbone.type == 'DiNAT' and cfg.default_scope == 'mmdet'
-    assert cfg.model.backbone.init_cfg.checkpoint.startswith('https://shi-labs.com/projects/dinat/checkpoints/')
+    assert cfg.model.backbone.type == BACKBONE_TYPES[family(config)] and cfg.default_scope == 'mmdet'
+    assert cfg.model.backbone.init_cfg.checkpoint.startswith(('https://shi-labs.com/projects/dinat/checkpoints/',
+                                                              'https://shi-labs.com/projects/nat/checkpoints/CLS/'))
     cfg.model.backbone.init_cfg = None  # no downloads in tests
     torch.manual_seed(0)
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
@@ -54,7 +64,7 @@ def test_config_builds_offline_trains_a_step_and_predicts(config):
     total, _ = model.parse_losses(losses)
     total.backward()
     assert torch.isfinite(total)
-    assert model.backbone.patch_embed.proj[0].weight.grad.abs().sum() > 0
+    assert next(model.backbone.patch_embed.parameters()).grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
         preds = model(**model.data_preprocessor(data, False), mode='predict')
@@ -236,11 +246,14 @@ def test_amp_computes_a_training_detectors_features_in_bfloat16_and_hands_them_o
         if hook.type == 'BF16FeaturesHook':
             HOOKS.build(hook).before_run(SimpleNamespace(model=model, logger=MMLogger.get_current_instance()))
     seen = {}
-    model.backbone.levels[1].blocks[0].attn.qkv.register_forward_hook(lambda m, i, o: seen.setdefault('qkv', o.dtype))
-    model.neck.register_forward_hook(lambda m, i, o: seen.setdefault('neck', o[0].dtype))
-    model.rpn_head.register_forward_pre_hook(lambda m, a: seen.setdefault('rpn', {f.dtype for f in a[0]}))
-    model.roi_head.bbox_roi_extractor.register_forward_pre_hook(
-        lambda m, a: seen.setdefault('roi', {f.dtype for f in a[0]}))
+
+    def record(name, value):  # hooks must return None, or their value replaces the output
+        seen.setdefault(name, value)
+
+    model.backbone.levels[1].blocks[0].attn.qkv.register_forward_hook(lambda m, i, o: record('qkv', o.dtype))
+    model.neck.register_forward_hook(lambda m, i, o: record('neck', o[0].dtype))
+    model.rpn_head.register_forward_pre_hook(lambda m, a: record('rpn', {f.dtype for f in a[0]}))
+    model.roi_head.bbox_roi_extractor.register_forward_pre_hook(lambda m, a: record('roi', {f.dtype for f in a[0]}))
     data = demo_mm_inputs(2, [(3, 96, 128), (3, 128, 96)], num_items=[2, 1], num_classes=3, with_mask=True)
     losses = model.train_step(data, OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01)))
     assert seen == dict(qkv=torch.bfloat16, neck=torch.bfloat16, rpn={torch.float32}, roi={torch.float32})
@@ -268,3 +281,15 @@ def test_compile_trains_the_toy_detector_and_tests_it(toy_coco, tmp_path):
     assert not any('_orig_mod' in k for k in state)  # compiled in place: checkpoint keys unchanged
     log = run_tool('tools/test.py', TOY, work / 'iter_2.pth', '--compile', *_test(toy_coco, work), env=env)
     assert re.search(r'coco/bbox_mAP: -?[\d.]+', log)
+
+
+@pytest.mark.parametrize('config', [c for c in DET_CONFIGS if family(c) == 'nat'][:1] + ['configs/upernet_nat_tiny_ade20k.py'])
+def test_nat_configs_refuse_dilations_other_than_one(config):
+    from mmengine.registry import MODELS
+    cfg = Config.fromfile(str(REPO / config))
+    backbone = dict(cfg.model.backbone, init_cfg=None)
+    assert MODELS.build(backbone).dilations == [[1] * d for d in MODELS.build(backbone).depths]
+    backbone['dilations'] = [[1] * d for d in (3, 4, 6, 5)]
+    backbone['dilations'][2][1] = 2
+    with pytest.raises(ValueError, match=r'NAT has no dilations \(all are 1\); got dilations=.*: use DiNAT'):
+        MODELS.build(backbone)

@@ -12,16 +12,18 @@ from mmengine.config import Config
 
 from dinat_mm.toydata import make_toy_ade
 from kill_resume import train_with_kills
-from test_detection import assert_same_training_state
+from test_detection import BACKBONE_TYPES, assert_same_training_state, family
 
 REPO = Path(__file__).resolve().parents[1]
-SEG_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('upernet_dinat_*_ade20k.py'))
+SEG_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('upernet_*_ade20k.py'))
 TOY = 'configs/toy/upernet_dinat_mini_toy.py'
 
 
 def test_all_segmentation_configs_are_shipped():
-    assert {Path(c).name for c in SEG_CONFIGS} == {f'upernet_dinat_{v}_ade20k.py'
-                                                    for v in ('mini', 'tiny', 'small', 'base', 'large')}
+    """The release's UPerNet configs (segmentation/configs/{dinat,nat,dinat_s})."""
+    release = {'dinat': ('mini', 'tiny', 'small', 'base', 'large'), 'nat': ('mini', 'tiny', 'small', 'base'),
+               'dinat_s': ('tiny', 'small', 'base', 'large')}
+    assert {Path(c).name for c in SEG_CONFIGS} == {f'upernet_{f}_{v}_ade20k.py' for f, vs in release.items() for v in vs}
 
 
 def _batch(size, n=2, classes=150):
@@ -44,8 +46,9 @@ def test_config_builds_offline_trains_a_step_and_predicts_full_resolution(config
     from mmseg.utils import register_all_modules
     register_all_modules()
     cfg = Config.fromfile(str(REPO / config))
-    assert cfg.default_scope == 'mmseg' and cfg.model.backbone.type == 'DiNAT'
-    assert cfg.model.backbone.init_cfg.checkpoint.startswith('https://shi-labs.com/projects/dinat/checkpoints/')
+    assert cfg.default_scope == 'mmseg' and cfg.model.backbone.type == BACKBONE_TYPES[family(config)]
+    assert cfg.model.backbone.init_cfg.checkpoint.startswith(('https://shi-labs.com/projects/dinat/checkpoints/',
+                                                              'https://shi-labs.com/projects/nat/checkpoints/CLS/'))
     cfg.model.backbone.init_cfg = None  # no downloads in tests
     cfg.model.data_preprocessor.size = (64, 80)
     torch.manual_seed(0)
@@ -56,7 +59,7 @@ def test_config_builds_offline_trains_a_step_and_predicts_full_resolution(config
     losses = model(**model.data_preprocessor(data, True), mode='loss')
     total, _ = model.parse_losses(losses)
     total.backward()
-    assert torch.isfinite(total) and model.backbone.patch_embed.proj[0].weight.grad.abs().sum() > 0
+    assert torch.isfinite(total) and next(model.backbone.patch_embed.parameters()).grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
         preds = model(**model.data_preprocessor(data, False), mode='predict')

@@ -1,5 +1,5 @@
-"""The DiNAT / NAT backbone; knows nothing of checkpoint formats."""
-from .dinat import DiNAT, NAT
-from .variants import ARCH_SETTINGS
+"""The DiNAT / NAT / DiNAT_s backbones; know nothing of checkpoint formats."""
+from .dinat import NAT, DiNAT, DiNAT_s
+from .variants import ARCH_SETTINGS, DINAT_S_ARCH_SETTINGS
 
-__all__ = ['DiNAT', 'NAT', 'ARCH_SETTINGS']
+__all__ = ['DiNAT', 'NAT', 'DiNAT_s', 'ARCH_SETTINGS', 'DINAT_S_ARCH_SETTINGS']

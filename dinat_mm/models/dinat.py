@@ -1,8 +1,10 @@
-"""DiNAT / NAT backbone (Hassani & Shi, arXiv 2209.15001; arXiv 2204.07143) for OpenMMLab 2.x.
+"""DiNAT / NAT / DiNAT_s backbones (Hassani & Shi, arXiv 2209.15001; arXiv 2204.07143) for OpenMMLab 2.x.
 
 Module and parameter names follow the original release (``patch_embed``, ``levels.{i}.blocks.{j}``,
-``attn.qkv``, ``attn.rpb``, ``gamma1``, ``levels.{i}.downsample``, ``norm{i}``), so its
-checkpoints need no renaming. Checkpoint formats are handled in :mod:`dinat_mm.checkpoint`.
+``attn.qkv``, ``attn.rpb``, ``gamma1``, ``levels.{i}.downsample``, ``norm{i}``; DiNAT_s:
+``layers.{i}.blocks.{j}``, ``layers.{i}.downsample``), so its checkpoints need no renaming.
+The three share the layer, the small-map padding, the OpenMMLab contract and the forward; they
+differ in the tokenizer and the downsampler. Checkpoint formats are handled in :mod:`dinat_mm.checkpoint`.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from mmengine.model.weight_init import trunc_normal_
 
 from ..checkpoint import load_into_backbone
 from ..ops import BACKENDS, na2d
-from .variants import ARCH_SETTINGS
+from .variants import ARCH_SETTINGS, DINAT_S_ARCH_SETTINGS
 
 
 class ConvTokenizer(nn.Module):
@@ -47,6 +49,41 @@ class ConvDownsampler(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC -> NHWC
         return self.norm(self.reduction(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+
+
+class PatchEmbed(nn.Module):
+    """DiNAT_s's (Swin's) tokenizer: the input zero-padded right/bottom to a multiple of
+    ``patch_size``, one patch_size x patch_size convolution of that stride, then (patch_norm) a
+    LayerNorm."""
+
+    def __init__(self, in_chans: int, embed_dim: int, patch_size: int, norm: bool):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim) if norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # NCHW -> NHWC
+        height, width = x.shape[-2:]
+        x = F.pad(x, (0, -width % self.patch_size, 0, -height % self.patch_size))
+        x = self.proj(x).permute(0, 2, 3, 1)
+        return x if self.norm is None else self.norm(x)
+
+
+class PatchMerging(nn.Module):
+    """DiNAT_s's (Swin's) downsampler: odd sizes zero-padded right/bottom, the four pixels of each
+    2x2 block concatenated in the order (0,0), (1,0), (0,1), (1,1), a LayerNorm over the 4C
+    channels, a linear map to 2C without bias."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # NHWC -> NHWC
+        height, width = x.shape[1:3]
+        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.reduction(self.norm(x))
 
 
 class Mlp(nn.Module):
@@ -122,10 +159,10 @@ class NATLayer(nn.Module):
 class NATLevel(nn.Module):
     """``depth`` layers at one resolution, then (except for the last level) a downsampler."""
 
-    def __init__(self, blocks: List[NATLayer], dim: int, downsample: bool):
+    def __init__(self, blocks: List[NATLayer], downsample: Optional[nn.Module]):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
-        self.downsample = ConvDownsampler(dim) if downsample else None
+        self.downsample = downsample
 
 
 def _check_int_list(name: str, value, length: Optional[int] = None) -> List[int]:
@@ -169,6 +206,18 @@ class DiNAT(BaseModule):
     """
 
     default_dilations = True  # NAT sets this to False: every dilation is 1
+    arch_settings = ARCH_SETTINGS
+    stage_name = 'levels'  # DiNAT_s: 'layers', the release's name there
+
+    def _tokenizer(self, in_chans: int, embed_dim: int) -> nn.Module:
+        return ConvTokenizer(in_chans, embed_dim)
+
+    def _downsampler(self, dim: int) -> nn.Module:
+        return ConvDownsampler(dim)
+
+    @property
+    def stages(self) -> nn.ModuleList:
+        return getattr(self, self.stage_name)
 
     def __init__(self, arch: Optional[str] = None, embed_dim: Optional[int] = None,
                  mlp_ratio: Optional[float] = None, depths: Optional[Sequence[int]] = None,
@@ -197,9 +246,9 @@ class DiNAT(BaseModule):
         if arch is None and embed_dim is None and depths is None and num_heads is None:
             arch = 'tiny'
         if arch is not None:
-            if arch not in ARCH_SETTINGS:
-                raise ValueError(f'arch must be one of {sorted(ARCH_SETTINGS)}, got {arch!r}')
-            cfg = dict(ARCH_SETTINGS[arch])
+            if arch not in self.arch_settings:
+                raise ValueError(f'arch must be one of {sorted(self.arch_settings)}, got {arch!r}')
+            cfg = dict(self.arch_settings[arch])
             if depths is not None and dilations is None:
                 cfg['dilations'] = None  # the preset's dilations belong to the preset's depths
         else:
@@ -249,16 +298,16 @@ class DiNAT(BaseModule):
         self.kernel_size, self.mlp_ratio = kernel_size, cfg['mlp_ratio']
         self.out_indices, self.frozen_stages, self.with_cp = out_indices, frozen_stages, with_cp
 
-        self.patch_embed = ConvTokenizer(in_chans, embed_dim)
+        self.patch_embed = self._tokenizer(in_chans, embed_dim)
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = torch.linspace(0, cfg['drop_path_rate'], sum(depths), device='cpu').tolist()
-        self.levels = nn.ModuleList()
+        self.add_module(self.stage_name, nn.ModuleList())
         for i in range(levels):
             first = sum(depths[:i])
             blocks = [NATLayer(widths[i], num_heads[i], kernel_size, dilations[i][j], self.mlp_ratio,
                                qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr[first + j],
                                cfg['layer_scale'], attn_backend) for j in range(depths[i])]
-            self.levels.append(NATLevel(blocks, widths[i], downsample=i < levels - 1))
+            self.stages.append(NATLevel(blocks, self._downsampler(widths[i]) if i < levels - 1 else None))
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(widths[i]))
         self._freeze_stages()
@@ -288,7 +337,7 @@ class DiNAT(BaseModule):
             return []
         modules = [self.patch_embed]
         for i in range(self.frozen_stages):
-            modules.append(self.levels[i])
+            modules.append(self.stages[i])
             if i in self.out_indices:
                 modules.append(getattr(self, f'norm{i}'))
         return modules
@@ -322,7 +371,7 @@ class DiNAT(BaseModule):
         self._check_input(x)
         x = self.pos_drop(self.patch_embed(x))
         outs = []
-        for i, level in enumerate(self.levels):
+        for i, level in enumerate(self.stages):
             for layer in level.blocks:
                 x = self._run(layer, x)
             if i in self.out_indices:
@@ -336,3 +385,32 @@ class NAT(DiNAT):
     """Neighborhood Attention Transformer: DiNAT with every dilation 1."""
 
     default_dilations = False
+
+
+class DiNAT_s(DiNAT):  # noqa: N801  (the release's name, so its configs' backbone dicts work unchanged)
+    """DiNAT_s: Swin's layout (a 4x4 patch embedding, Swin's patch merging, mlp_ratio 4, no layer
+    scale) with its window attention replaced by NA and its shifted windows by DiNA. Everything
+    else (the layer, the small-map padding, out_indices, frozen_stages, with_cp, init_cfg) is
+    DiNAT's; the arguments are DiNAT's, plus the release's ``patch_size``, ``patch_norm`` and
+    ``pretrain_img_size`` (accepted and unused, as there).
+    """
+
+    arch_settings = DINAT_S_ARCH_SETTINGS
+    stage_name = 'layers'
+
+    def __init__(self, *args, patch_size: int = 4, patch_norm: bool = True, pretrain_img_size: int = 224,
+                 layer_scale: Optional[float] = None, **kwargs):
+        if not isinstance(patch_size, int) or isinstance(patch_size, bool) or patch_size < 1:
+            raise ValueError(f'patch_size must be an int >= 1, got {patch_size!r}')
+        if layer_scale is not None:
+            raise ValueError(f'DiNAT_s has no layer scale; got layer_scale={layer_scale!r}')
+        if 'in_patch_size' in kwargs:
+            raise TypeError('DiNAT_s takes patch_size, not in_patch_size')
+        self._patch, self.pretrain_img_size = (patch_size, bool(patch_norm)), pretrain_img_size
+        super().__init__(*args, layer_scale=None, **kwargs)
+
+    def _tokenizer(self, in_chans: int, embed_dim: int) -> nn.Module:
+        return PatchEmbed(in_chans, embed_dim, *self._patch)
+
+    def _downsampler(self, dim: int) -> nn.Module:
+        return PatchMerging(dim)

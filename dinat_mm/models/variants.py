@@ -1,4 +1,4 @@
-"""The published DiNAT variants (arXiv 2209.15001, SHI-Labs/Neighborhood-Attention-Transformer),
+"""The published DiNAT and DiNAT_s variants (arXiv 2209.15001, SHI-Labs/Neighborhood-Attention-Transformer),
 as data. Dilations here are the ImageNet-224 ones; detection and segmentation configs pass their
 own larger dilations explicitly."""
 from typing import Any, Dict, List
@@ -28,3 +28,13 @@ ARCH_SETTINGS: Dict[str, Dict[str, Any]] = {
 }
 for _setting in ARCH_SETTINGS.values():
     _setting.update(kernel_size=7, dilations=_imagenet_dilations(_setting['depths']))
+
+# DiNAT_s (Swin's layout: depths 2-2-x-2, mlp_ratio 4, no layer scale), from the release's classifiers
+DINAT_S_ARCH_SETTINGS: Dict[str, Dict[str, Any]] = {
+    'tiny': dict(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], drop_path_rate=0.2),
+    'small': dict(embed_dim=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24], drop_path_rate=0.3),
+    'base': dict(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], drop_path_rate=0.5),
+    'large': dict(embed_dim=192, depths=[2, 2, 18, 2], num_heads=[6, 12, 24, 48], drop_path_rate=0.35),
+}
+for _setting in DINAT_S_ARCH_SETTINGS.values():
+    _setting.update(mlp_ratio=4.0, layer_scale=None, kernel_size=7, dilations=_imagenet_dilations(_setting['depths']))

@@ -1,0 +1,19 @@
+# UPerNet, NAT-Small backbone, ADE20K 512x512, 160k iterations.
+# Values from the DiNAT release (SHI-Labs/Neighborhood-Attention-Transformer, segmentation/configs/nat).
+_base_ = [
+    './_base_/models/upernet_dinat.py', './_base_/datasets/ade20k_512.py',
+    './_base_/schedules/schedule_160k_adamw.py', './_base_/default_runtime_seg.py'
+]
+crop_size = (512, 512)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        type='NAT',
+        arch='small',
+        drop_path_rate=0.5,
+        kernel_size=7,
+        layer_scale=1e-05,  # the release's NAT-Small configs; NAT-Base's preset has it
+        init_cfg=dict(type='Pretrained', checkpoint='https://shi-labs.com/projects/nat/checkpoints/CLS/nat_small.pth')),
+    decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
+    auxiliary_head=dict(in_channels=384, num_classes=150))
