@@ -246,3 +246,85 @@ def test_whole_detector_conversion_loads_without_missing_keys(tmp_path):
         assert set(converted) == {'state_dict', 'meta'}
         result = model.load_state_dict(converted['state_dict'], strict=True)
         assert not result.missing_keys and not result.unexpected_keys
+
+
+# ---- DiNAT_s and Mask2Former layouts, their key lists written from the release's code ----
+
+S_CFG = dict(embed_dim=16, depths=[2, 1, 2, 1], num_heads=[1, 2, 2, 4], kernel_size=3, dilations=[[1, 2], [1], [1, 2], [1]],
+             drop_path_rate=0.0)
+
+
+def dinat_s_release_keys(embed_dim, depths, heads, kernel, mlp_ratio=4):
+    """detection/dinats.py and classification/dinats.py: Swin's PatchEmbed (proj, norm), BasicLayer
+    'layers.{i}' of NATransformerLayer 'blocks.{j}' (norm1, natten's attn.qkv/rpb/proj, norm2,
+    mlp.fc1/fc2), Swin's PatchMerging 'downsample' (reduction without bias, norm over 4C)."""
+    shapes = {'patch_embed.proj.weight': (embed_dim, 3, 4, 4), 'patch_embed.proj.bias': (embed_dim,),
+              'patch_embed.norm.weight': (embed_dim,), 'patch_embed.norm.bias': (embed_dim,)}
+    for i, depth in enumerate(depths):
+        dim = embed_dim * 2 ** i
+        for j in range(depth):
+            p = f'layers.{i}.blocks.{j}.'
+            shapes.update({p + 'norm1.weight': (dim,), p + 'norm1.bias': (dim,),
+                           p + 'attn.rpb': (heads[i], 2 * kernel - 1, 2 * kernel - 1),
+                           p + 'attn.qkv.weight': (3 * dim, dim), p + 'attn.qkv.bias': (3 * dim,),
+                           p + 'attn.proj.weight': (dim, dim), p + 'attn.proj.bias': (dim,),
+                           p + 'norm2.weight': (dim,), p + 'norm2.bias': (dim,),
+                           p + 'mlp.fc1.weight': (mlp_ratio * dim, dim), p + 'mlp.fc1.bias': (mlp_ratio * dim,),
+                           p + 'mlp.fc2.weight': (dim, mlp_ratio * dim), p + 'mlp.fc2.bias': (dim,)})
+        if i < len(depths) - 1:
+            shapes.update({f'layers.{i}.downsample.reduction.weight': (2 * dim, 4 * dim),
+                           f'layers.{i}.downsample.norm.weight': (4 * dim,),
+                           f'layers.{i}.downsample.norm.bias': (4 * dim,)})
+    g = torch.Generator().manual_seed(7)
+    return {k: torch.randn(s, generator=g) * 0.1 for k, s in shapes.items()}
+
+
+def test_dinat_s_release_classifier_and_detector_checkpoints_load(tmp_path):
+    from dinat_mm import DiNAT_s
+    last = S_CFG['embed_dim'] * 8
+    backbone = dinat_s_release_keys(S_CFG['embed_dim'], S_CFG['depths'], S_CFG['num_heads'], S_CFG['kernel_size'])
+    classifier = dict(backbone, **{'norm.weight': torch.ones(last), 'norm.bias': torch.zeros(last),
+                                   'head.weight': torch.zeros(1000, last), 'head.bias': torch.zeros(1000)})
+    norms = {f'norm{i}.{t}': torch.full((S_CFG['embed_dim'] * 2 ** i,), 0.5 + i) for i in range(4) for t in ('weight', 'bias')}
+    detector = {'state_dict': {**{'backbone.' + k: v for k, v in {**backbone, **norms}.items()},
+                               'neck.fpn_convs.0.conv.weight': torch.zeros(256, 256, 3, 3)},
+                'meta': {'mmdet_version': '2.25.0'}}
+    for name, checkpoint, want_dropped, want_missing in (
+            ('classifier', classifier, {'norm.weight', 'norm.bias', 'head.weight', 'head.bias'}, set(norms)),
+            ('detector', detector, {'neck.fpn_convs.0.conv.weight'}, set())):
+        path = tmp_path / f'{name}.pth'
+        torch.save(checkpoint, path)
+        model = DiNAT_s(**S_CFG, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+        with mock.patch('dinat_mm.checkpoint.into_model.print_log') as log:
+            model.init_weights()
+        message = log.call_args[0][0]
+        assert message.startswith(f'DiNAT_s: loaded {len(backbone) + len(norms) - len(want_missing)}/'
+                                  f'{len(backbone) + len(norms)} tensors from {path}')
+        assert f'dropped: {len(want_dropped)}' in message
+        state = model.state_dict()
+        for key, value in backbone.items():
+            assert torch.equal(state[key], value), (name, key)
+        if name == 'detector':
+            assert all(torch.equal(state[k], v) for k, v in norms.items())
+
+
+def test_detectron2_mask2former_checkpoint_backbone_loads_into_dinat_large(tmp_path):
+    """mask2former/dinat.py's D2DiNAT is DiNAT (levels, norm{i}) under 'backbone.'; the training
+    checkpoints hold {'model': ..., 'iteration': ...}; the head (sem_seg_head.*) is dropped."""
+    with torch.device('meta'):
+        shapes = {k: v.shape for k, v in DiNAT(arch='large', kernel_size=11).state_dict().items()}
+    g = torch.Generator().manual_seed(5)
+    backbone = {k: torch.randn(s, generator=g) for k, s in shapes.items() if k.startswith(('levels.3', 'norm3'))}
+    backbone.update({k: torch.zeros(s) for k, s in shapes.items() if k not in backbone})
+    model_state = {'backbone.' + k: v for k, v in backbone.items()}
+    model_state['sem_seg_head.predictor.query_feat.weight'] = torch.zeros(200, 256)
+    model_state['sem_seg_head.pixel_decoder.input_proj.0.0.weight'] = torch.zeros(256, 1536, 1, 1)
+    path = tmp_path / 'mask2former_dinat_large_coco_panoptic.pth'
+    torch.save({'model': model_state, 'iteration': 737499}, path)
+    model = DiNAT(arch='large', kernel_size=11, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    report = load_into_backbone(model, str(path))
+    assert report['layout'] == 'detector' and not report['missing'] and not report['resized']
+    assert set(report['dropped']) == {'sem_seg_head.predictor.query_feat.weight',
+                                      'sem_seg_head.pixel_decoder.input_proj.0.0.weight'}
+    state = model.state_dict()
+    assert all(torch.equal(state[k], backbone[k]) for k in ('levels.3.blocks.4.attn.rpb', 'norm3.weight'))

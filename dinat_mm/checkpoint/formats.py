@@ -4,8 +4,8 @@ dinat_mm's backbone uses the DiNAT release's own parameter names, so the release
 checkpoints are native apart from their classifier. The layouts:
 
 - ``native``: dinat_mm backbone checkpoints and the release's ImageNet classifiers
-  (``patch_embed.*``, ``levels.{i}.blocks.{j}.*``, ``levels.{i}.downsample.*``; a classifier's
-  final ``norm.*`` and ``head.*`` are dropped).
+  (``patch_embed.*``, ``levels.{i}.blocks.{j}.*``, ``levels.{i}.downsample.*``; DiNAT_s:
+  ``layers.{i}.*``; a classifier's final ``norm.*`` and ``head.*`` are dropped).
 - ``detector``: whole mmdet/mmseg models (the release's COCO/ADE20K checkpoints and this project's
   training checkpoints): the ``backbone.`` part, with its ``norm{i}`` output norms.
 - ``huggingface``: ``shi-labs/dinat-*`` (DinatModel / DinatForImageClassification under
