@@ -41,6 +41,24 @@ def _grads_reached(model):
     return first is not None and last is not None and first.abs().sum() > 0 and last.abs().sum() > 0
 
 
+def _build_train_step_and_predict(cfg, models, data):
+    """The model of the config (the release's 220M parameters), one training step that reaches the
+    backbone's first and last parameters, and its predictions."""
+    torch.manual_seed(0)
+    model = models.build(cfg.model)
+    model.init_weights()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    assert abs(params - 220) < 3, params  # the release's tables: 220M
+    model.train()
+    losses = model(**model.data_preprocessor(data, True), mode='loss')
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    assert torch.isfinite(total) and _grads_reached(model)
+    model.eval()
+    with torch.no_grad():
+        return model(**model.data_preprocessor(data, False), mode='predict')
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('config', [c for c in M2F_CONFIGS if task(c) in MMDET])
 def test_mmdet_mask2former_trains_a_step_and_predicts(config):
@@ -52,25 +70,11 @@ def test_mmdet_mask2former_trains_a_step_and_predicts(config):
     assert cfg.default_scope == 'mmdet' and cfg.model.panoptic_head.num_queries == 200
     _check_backbone(cfg)
     cfg.model.data_preprocessor.batch_augments[0].size = (96, 128)  # the crop, reduced
-    head = cfg.model.panoptic_head
-    assert head.num_things_classes + head.num_stuff_classes == MMDET[task(config)]
-    assert len(head.loss_cls.class_weight) == MMDET[task(config)] + 1
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    assert abs(params - 220) < 3, params  # the release's table: 220M
-    classes = MMDET[task(config)]
+    head, classes = cfg.model.panoptic_head, MMDET[task(config)]
+    assert head.num_things_classes + head.num_stuff_classes == classes and len(head.loss_cls.class_weight) == classes + 1
     data = demo_mm_inputs(batch_size=1, image_shapes=[(3, 96, 128)], num_items=[3], num_classes=classes,
                           with_mask=True, with_semantic=task(config).endswith('panoptic'))
-    model.train()
-    losses = model(**model.data_preprocessor(data, True), mode='loss')
-    total, _ = model.parse_losses(losses)
-    total.backward()
-    assert torch.isfinite(total) and _grads_reached(model)
-    model.eval()
-    with torch.no_grad():
-        pred = model(**model.data_preprocessor(data, False), mode='predict')[0]
+    pred = _build_train_step_and_predict(cfg, MODELS, data)[0]
     if task(config).endswith('panoptic'):
         assert pred.pred_panoptic_seg.sem_seg.shape[-2:] == (96, 128)
     else:
@@ -88,18 +92,5 @@ def test_mmseg_mask2former_trains_a_step_and_predicts(config):
     assert cfg.default_scope == 'mmseg' and cfg.model.decode_head.num_queries == 100
     _check_backbone(cfg)
     cfg.model.data_preprocessor.size = (96, 128)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    assert abs(params - 220) < 3, params
-    data = _batch((96, 128), n=1, classes=MMSEG[task(config)])
-    model.train()
-    losses = model(**model.data_preprocessor(data, True), mode='loss')
-    total, _ = model.parse_losses(losses)
-    total.backward()
-    assert torch.isfinite(total) and _grads_reached(model)
-    model.eval()
-    with torch.no_grad():
-        preds = model(**model.data_preprocessor(data, False), mode='predict')
+    preds = _build_train_step_and_predict(cfg, MODELS, _batch((96, 128), n=1, classes=MMSEG[task(config)]))
     assert preds[0].pred_sem_seg.data.shape == (1, 96, 128)
