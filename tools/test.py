@@ -24,7 +24,6 @@ def main():
     args = parser.parse_args()
     try:
         cfg = engine.prepare(args)
-        engine.check_checkpoint_exists(args.checkpoint)
         cfg.load_from = args.checkpoint
         if args.show_dir:
             engine.enable_visualization(cfg, os.path.abspath(args.show_dir))
@@ -32,6 +31,7 @@ def main():
             engine.add_dump_results(cfg, args.out)
         if args.tta:
             engine.enable_tta(cfg)
+        engine.check_checkpoint_exists(args.checkpoint)  # after the options, before any data is read
         engine.check_dataset_paths(cfg, ['test_dataloader'])
         with trusted_checkpoint_types():  # mmengine's own torch.load of this project's checkpoints
             runner = Runner.from_cfg(cfg)
