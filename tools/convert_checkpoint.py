@@ -1,6 +1,6 @@
 """Convert DiNAT checkpoints.
 
-    python tools/convert_checkpoint.py SRC DST [--whole] [--trust-source]
+    python tools/convert_checkpoint.py SRC DST [--whole [--config CONFIG]] [--trust-source]
 
 - Default: any backbone layout (the release's ImageNet classifiers, Hugging Face shi-labs/dinat-*
   model.safetensors or pytorch_model.bin, detector/segmentor checkpoints' backbone part) becomes a
@@ -10,6 +10,10 @@
   ({'state_dict', 'meta'}) for tools/test.py or load_from; DST must be a .pth (mmengine reads no
   safetensors). The parameter names of these heads did
   not change between those versions; optimizer state and non-tensor metadata are dropped.
+- --whole --config CONFIG: a detectron2 Mask2Former checkpoint of the release
+  (mask2former_dinat_large_*.pth) becomes the mmdet/mmseg Mask2Former of CONFIG (one of
+  configs/mask2former_dinat_large_*.py): keys renamed, ADE20K panoptic classes reordered, and the
+  result checked against the model built from CONFIG (every key, every shape) before DST is written.
 - --trust-source: unpickle SRC fully (it can run code!) for a trusted file that the safe loader
   refuses; the output is plain tensors either way.
 """
@@ -25,10 +29,12 @@ def main():
     parser.add_argument('src', help='checkpoint file or http(s) URL')
     parser.add_argument('dst', help='output file (.safetensors or .pth)')
     parser.add_argument('--whole', action='store_true', help='keep the whole detector/segmentor, not only the backbone')
+    parser.add_argument('--config', help='with --whole: the mmdet/mmseg config a detectron2 Mask2Former checkpoint is for')
     parser.add_argument('--trust-source', action='store_true', help='full unpickle of SRC (only for trusted files)')
     args = parser.parse_args()
 
     from dinat_mm.checkpoint import CheckpointError, read_checkpoint, to_backbone, unwrap
+    from dinat_mm.checkpoint.mask2former import is_detectron2_mask2former
     if args.whole and args.dst.endswith('.safetensors'):
         sys.exit(f'error: --whole cannot write {args.dst}: tools/test.py and mmengine\'s load_from read only '
                  "torch checkpoints ({'state_dict', 'meta'}), not safetensors; give DST a .pth name")
@@ -42,6 +48,14 @@ def main():
             if not any(k.startswith('backbone.') for k in state):
                 raise CheckpointError(f'{args.src}: --whole needs a detector/segmentor checkpoint (backbone.* keys)')
             report = dict(layout='detector', dropped=[])
+            if is_detectron2_mask2former(state):
+                if not args.config:
+                    raise CheckpointError(f'{args.src} is a detectron2 Mask2Former checkpoint: give --config, the '
+                                          'configs/mask2former_dinat_large_*.py it is for')
+                state, dropped = mask2former_for_config(state, args.config)
+                report = dict(layout='detectron2 Mask2Former', dropped=dropped)
+        elif args.config:
+            raise CheckpointError('--config is used only with --whole')
         else:
             state, report = to_backbone(checkpoint)
     except CheckpointError as err:
@@ -59,6 +73,41 @@ def main():
     os.replace(tmp, args.dst)
     print(f'{args.src} ({report["layout"]} layout) -> {args.dst}: {len(state)} tensors, '
           f'{len(report["dropped"])} dropped {report["dropped"][:5]}')
+
+
+def mask2former_for_config(state, config):
+    """The detectron2 Mask2Former state dict as the model of ``config`` names it, checked against
+    that model built from the config."""
+    from mmengine.registry import init_default_scope
+    from dinat_mm import engine
+    from dinat_mm.checkpoint import CheckpointError
+    from dinat_mm.checkpoint.mask2former import ade20k_panoptic_order, from_detectron2
+    try:
+        cfg = engine.load_config(config)
+    except engine.UserError as err:
+        raise CheckpointError(str(err))
+    head = dict(mmdet='panoptic_head', mmseg='decode_head').get(cfg.get('default_scope'))
+    if head is None or 'Mask2Former' not in str(cfg.model.get(head, {}).get('type')):
+        raise CheckpointError(f'{config} is not an mmdet/mmseg Mask2Former config')
+    dataset = cfg.train_dataloader.dataset.get('type')
+    order = ade20k_panoptic_order() if dataset == 'ADE20KPanopticDataset' else None
+    converted, dropped = from_detectron2(state, head, order)
+    init_default_scope(cfg.default_scope)
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+    cfg.model.backbone.init_cfg = None
+    with torch.device('meta'):
+        want = {k: v.shape for k, v in MODELS.build(cfg.model).state_dict().items()}
+    missing, unexpected = sorted(set(want) - set(converted)), sorted(set(converted) - set(want))
+    wrong = [f'{k} {tuple(v.shape)} vs {tuple(want[k])}' for k, v in converted.items()
+             if k in want and v.shape != want[k]]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f'the converted checkpoint does not fit {config}: missing {missing[:5]}, '
+                              f'unexpected {unexpected[:5]}, shapes {wrong[:5]} (is it the checkpoint of '
+                              'this task?)')
+    return converted, dropped
 
 
 if __name__ == '__main__':
