@@ -16,7 +16,7 @@ model = dict(
     panoptic_fusion_head=dict(num_things_classes=num_things_classes, num_stuff_classes=0))
 train_dataloader = dict(dataset={{_base_.m2f_ade20k_instance_train}})
 val_dataloader = dict(dataset={{_base_.m2f_ade20k_instance_val}})
-test_dataloader = val_dataloader
+test_dataloader = dict(dataset={{_base_.m2f_ade20k_instance_test}})
 val_evaluator = {{_base_.m2f_ade20k_instance_metric}}
 test_evaluator = val_evaluator
 optim_wrapper = dict(paramwise_cfg={{_base_.m2f_paramwise_cfg}})

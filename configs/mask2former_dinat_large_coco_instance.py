@@ -7,7 +7,11 @@ model = dict(
     backbone={{_base_.dinat_large_k11}},
     panoptic_head=dict(in_channels={{_base_.dinat_large_channels}}, num_queries=200))
 optim_wrapper = dict(paramwise_cfg={{_base_.m2f_paramwise_cfg}})
-train_dataloader = dict(batch_size=1)  # x 16 GPUs
+# mmdet's instance config keeps its panoptic base's seg folders, which CocoDataset never reads
+# (and tools/train.py checks every path a config names): images only.
+train_dataloader = dict(batch_size=1, dataset=dict(data_prefix=dict(_delete_=True, img='train2017/')))  # x 16 GPUs
+val_dataloader = dict(dataset=dict(data_prefix=dict(_delete_=True, img='val2017/')))
+test_dataloader = dict(dataset=dict(data_prefix=dict(_delete_=True, img='val2017/')))
 max_iters = 737500
 param_scheduler = dict(end=max_iters, milestones=[655556, 710184])
 interval = 5000

@@ -24,10 +24,14 @@ def flop_analyzer(model: torch.nn.Module, inputs) -> FlopAnalyzer:
 
 
 def count(model: torch.nn.Module, inputs) -> dict:
-    """{'params': total parameters, 'flops': multiply-adds of one forward on ``inputs``}."""
+    """{'params': total parameters, 'flops': multiply-adds of one forward on ``inputs``,
+    'by_part': those of each direct child module that has any, e.g. backbone, neck, heads (operations
+    outside every child, such as a head's functional mask products, are not in any part)}."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        flops = flop_analyzer(model, inputs).total()
+        analyzer = flop_analyzer(model, inputs)
+        flops, by_module = analyzer.total(), analyzer.by_module()
     model.train(was_training)
-    return dict(params=sum(p.numel() for p in model.parameters()), flops=flops)
+    by_part = {name: by_module[name] for name, _ in model.named_children() if by_module.get(name)}
+    return dict(params=sum(p.numel() for p in model.parameters()), flops=flops, by_part=by_part)

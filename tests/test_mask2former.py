@@ -255,3 +255,15 @@ def test_detectron2_mask2former_conversion_refuses_a_missing_or_wrong_config(tmp
     assert out.returncode != 0 and 'does not fit configs/mask2former_dinat_large_ade20k_semantic.py' in out.stderr
     assert 'cls_embed.weight (134, 256) vs (151, 256)' in out.stderr
     assert not dst.exists() and not list(tmp_path.glob('*.part'))
+
+
+@pytest.mark.parametrize('config', M2F_CONFIGS)
+def test_datasets_name_only_what_they_read_and_test_on_val(config):
+    """tools/train.py checks every path a config names, so an instance config must not keep the
+    panoptic folders of mmdet's base config; and test runs on the val split."""
+    cfg = Config.fromfile(REPO / config)
+    sets = [cfg[loader].dataset for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    if 'instance' in task(config):
+        assert all(set(d.data_prefix) == {'img'} for d in sets), [d.data_prefix for d in sets]
+    for key in ('type', 'data_root', 'ann_file', 'data_prefix', 'pipeline'):
+        assert sets[1].get(key) == sets[2].get(key), key

@@ -100,6 +100,23 @@ def test_toy_run_through_tools_yields_miou_and_tta_runs(toy_ade, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('config', ['configs/upernet_nat_mini_ade20k.py', 'configs/upernet_dinat_s_tiny_ade20k.py',
+                                    'configs/mask2former_dinat_large_ade20k_semantic.py'])
+def test_family_config_runs_through_train_and_test_tools_unchanged(config, toy_ade, tmp_path):
+    """NAT's and DiNAT_s' UPerNet and Mask2Former DiNAT-L, the config files as shipped; --cfg-options
+    give the data root, one iteration, no ImageNet download and no worker processes."""
+    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    options = [f'{loader}.dataset.data_root={toy_ade}' for loader in loaders] + \
+        [f'{loader}.num_workers=0' for loader in loaders] + \
+        [f'{loader}.persistent_workers=False' for loader in loaders] + ['model.backbone.init_cfg=None']
+    work = tmp_path / 'work'
+    _run('tools/train.py', config, '--work-dir', work, '--cfg-options', *options, 'train_cfg.max_iters=1',
+         'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=1')
+    log = _run('tools/test.py', config, work / 'iter_1.pth', '--work-dir', work, '--cfg-options', *options)
+    assert re.search(r'mIoU: \d+\.\d+', log), log[-3000:]
+
+
+@pytest.mark.slow
 def test_killed_at_any_moment_and_resumed_ends_bit_identical(toy_ade, tmp_path):
     every2 = ('default_hooks.checkpoint.interval=2', 'default_hooks.checkpoint.max_keep_ckpts=1',
               'default_hooks.logger.interval=1')

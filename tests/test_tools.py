@@ -160,3 +160,16 @@ def test_make_toy_data_writes_the_requested_splits(kind, tmp_path):
         for split, n in (('training', 3), ('validation', 2)):
             images = sorted(p.stem for p in (root / 'images' / split).glob('*.jpg'))
             assert len(images) == n and images == sorted(p.stem for p in (root / 'annotations' / split).glob('*.png'))
+
+
+@pytest.mark.slow
+def test_get_flops_counts_mmseg_mask2former_whose_head_needs_the_samples():
+    """mmseg's EncoderDecoder tensor mode calls Mask2FormerHead.forward without the samples it needs."""
+    config = 'configs/mask2former_dinat_large_ade20k_semantic.py'
+    out = subprocess.run([sys.executable, 'tools/get_flops.py', config, '--shape', '64', '64'], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith(f'{config}: input 64x64, params 219.9 M, FLOPs '), line
+    parts = dict(p.rsplit(' ', 2)[:2] for p in line.split('(')[1].rstrip(')').split(', '))
+    assert set(parts) == {'backbone', 'decode_head'} and float(parts['decode_head']) > 0, line

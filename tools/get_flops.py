@@ -3,9 +3,11 @@ counted exactly) of the model in a config.
 
     python tools/get_flops.py CONFIG [--shape H W]
 
-Default shapes are the release's: 1280x800 for detection, 2048x512 for segmentation.
+Default shapes are the release's: 1280x800 for detection, 2048x512 for segmentation. The count is
+also split into backbone, neck and head(s).
 """
 import argparse
+import inspect
 from functools import partial
 
 import torch
@@ -42,10 +44,17 @@ def main():
         cfg.model.data_preprocessor.size = None
     model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
     batch = model.data_preprocessor(data, False)
-    model.forward = partial(model.forward, data_samples=batch['data_samples'], mode='tensor')
+    head = getattr(model, 'decode_head', None)
+    if head is not None and 'batch_data_samples' in inspect.signature(type(head).forward).parameters:
+        # mmseg's Mask2Former head needs the samples (image sizes) even in tensor mode, which
+        # EncoderDecoder does not pass on: the same forward, with them.
+        model.forward = lambda inputs: model.decode_head(model.extract_feat(inputs), batch['data_samples'])
+    else:
+        model.forward = partial(model.forward, data_samples=batch['data_samples'], mode='tensor')
     result = count(model, (batch['inputs'],))
+    parts = ', '.join(f'{name} {flops / 1e9:.0f} G' for name, flops in result['by_part'].items())
     print(f'{args.config}: input {height}x{width}, params {result["params"] / 1e6:.1f} M, '
-          f'FLOPs {result["flops"] / 1e9:.0f} G')
+          f'FLOPs {result["flops"] / 1e9:.0f} G ({parts})')
 
 
 if __name__ == '__main__':

@@ -38,6 +38,8 @@ m2f_ade20k_instance_train = dict(_delete_=True, type='ADE20KInstanceDataset', da
                                  filter_cfg=dict(filter_empty_gt=True, min_size=32))
 m2f_ade20k_instance_val = dict(_delete_=True, type='ADE20KInstanceDataset', data_root=m2f_ade20k_root, ann_file='ade20k_instance_val.json',
                                data_prefix=dict(img='images/validation/'), pipeline=_instance_test, test_mode=True)
+# A copy for test_dataloader: merging a dict uses up its _delete_, so val and test cannot share one.
+m2f_ade20k_instance_test = dict(m2f_ade20k_instance_val)
 _instance_metric = dict(type='CocoMetric', ann_file=m2f_ade20k_root + 'ade20k_instance_val.json', metric=['bbox', 'segm'])
 m2f_ade20k_panoptic_metrics = [
     dict(type='CocoPanopticMetric', ann_file=m2f_ade20k_root + 'ade20k_panoptic_val.json',
