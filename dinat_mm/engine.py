@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import importlib.util
 import os
 import os.path as osp
 import random
@@ -290,6 +291,42 @@ def check_dataset_paths(cfg: Config, loaders: List[str]) -> None:
     if missing:
         raise UserError('dataset not found: ' + ', '.join(missing) +
                         ' (set data_root with --cfg-options or put the data there; README lists the layouts)')
+
+
+# What mmdet imports only when it builds these, from panopticapi, which only git provides.
+_PANOPTICAPI = {'LoadPanopticAnnotations': 'panopticapi.utils', 'CocoPanopticMetric': 'panopticapi.evaluation'}
+
+
+def check_evaluators(cfg: Config, names: List[str]) -> None:
+    """What an evaluator reads only after the whole inference has run: its annotation files (their
+    paths do not follow data_root)."""
+    for name in names:
+        evaluators = cfg.get(name) or []
+        many = isinstance(evaluators, (list, tuple))
+        for index, evaluator in enumerate(evaluators if many else [evaluators]):
+            key = f'{name}.{index}' if many else name
+            for field in ('ann_file', 'seg_prefix'):
+                path = evaluator.get(field)
+                if isinstance(path, str) and not osp.exists(path):
+                    raise UserError(f'{key} ({evaluator.get("type")}): {field} not found: {path} (an evaluator\'s '
+                                    f'paths do not follow data_root: give --cfg-options {key}.{field}=...)')
+
+
+def check_panopticapi(cfg: Config, names: List[str]) -> None:
+    """mmdet's panoptic loading and metric import panopticapi when they are built, the metric only
+    after the whole inference: name it before anything runs."""
+    needed = []
+    for name in names:
+        _walk(cfg.get(name), lambda d: needed.append((d['type'], _PANOPTICAPI[d['type']]))
+              if d.get('type') in _PANOPTICAPI else None)
+    for user, module in dict(needed).items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            raise UserError(f'{user} needs {module}, and panopticapi is not installed (it is not on PyPI: '
+                            'pip install git+https://github.com/cocodataset/panopticapi.git)')
 
 
 def check_checkpoint_exists(path: str) -> None:

@@ -1,5 +1,6 @@
 """Detection configs and tools: every shipped config builds offline and trains a step; the tools
 train, resume exactly, run distributed on CPU (gloo) and evaluate with CocoMetric."""
+import importlib.util
 import json
 import os
 import re
@@ -223,6 +224,77 @@ def test_family_config_runs_through_train_and_test_tools_unchanged(config, toy_c
                    *FAMILY_RUNS[config][2:], cwd=tmp_path)
     metrics = dict(re.findall(r'(coco/(?:bbox|segm)_mAP): (-?[\d.]+)', log))
     assert 'coco/segm_mAP' in metrics, log[-3000:]
+
+
+def _coco_panoptic_layout(root: Path, toy: Path) -> None:
+    """_coco_layout plus COCO panoptic annotations: per image a PNG whose RGB encodes the segment id
+    (R + 256 G + 65536 B), each toy shape a thing segment and the rest one stuff segment ('wall-other-
+    merged'), and annotations/panoptic_{split}.json with the 80 thing and 53 stuff categories."""
+    import cv2
+    import numpy as np
+    from mmdet.datasets import CocoPanopticDataset
+    from pycocotools import mask as mask_utils
+    _coco_layout(root, toy)
+    meta = CocoPanopticDataset.METAINFO
+    categories = [dict(id=i + 1, name=n, isthing=1) for i, n in enumerate(meta['thing_classes'])] + \
+        [dict(id=81 + i, name=n, isthing=0) for i, n in enumerate(meta['stuff_classes'])]
+    stuff_id = next(c['id'] for c in categories if c['name'] == 'wall-other-merged')
+    for split in ('train2017', 'val2017'):
+        instances = json.loads((root / 'annotations' / f'instances_{split}.json').read_text())
+        (root / 'annotations' / f'panoptic_{split}').mkdir()
+        annotations = []
+        for im in instances['images']:
+            ids = np.zeros((im['height'], im['width']), np.int64)
+            segments = [a for a in instances['annotations'] if a['image_id'] == im['id']]
+            for a in segments:  # later shapes cover earlier ones
+                rle = mask_utils.merge(mask_utils.frPyObjects(a['segmentation'], im['height'], im['width']))
+                ids[mask_utils.decode(rle) > 0] = a['id']
+            ids[ids == 0] = 10_000
+            info = []
+            for segment_id in np.unique(ids):
+                ys, xs = np.nonzero(ids == segment_id)
+                category = stuff_id if segment_id == 10_000 else \
+                    next(a['category_id'] for a in segments if a['id'] == segment_id)
+                info.append(dict(id=int(segment_id), category_id=category, iscrowd=0, area=int(len(ys)),
+                                 bbox=[int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                                       int(ys.max() - ys.min() + 1)]))
+            rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
+            png = im['file_name'].replace('.jpg', '.png')
+            cv2.imwrite(str(root / 'annotations' / f'panoptic_{split}' / png), rgb[..., ::-1])
+            annotations.append(dict(image_id=im['id'], file_name=png, segments_info=info))
+        (root / 'annotations' / f'panoptic_{split}.json').write_text(json.dumps(
+            dict(images=instances['images'], annotations=annotations, categories=categories)))
+
+
+@pytest.mark.slow
+def test_mask2former_coco_panoptic_config_trains_and_test_names_what_evaluation_needs(toy_coco, tmp_path):
+    """mmdet's panoptic loading and PQ metric import panopticapi, which only git provides. Without
+    it train.py refuses up front, naming it; with tests/stubs/panopticapi (only rgb2id) the config
+    trains (validation off); test.py then names panopticapi.evaluation before any inference."""
+    root = tmp_path / 'coco'
+    _coco_panoptic_layout(root, toy_coco)
+    config = REPO / 'configs/mask2former_dinat_large_coco_panoptic.py'
+    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    evaluators = [f'{ev}.0.{field}={root}/annotations/panoptic_val2017{suffix}' for ev in ('val_evaluator', 'test_evaluator')
+                  for field, suffix in (('ann_file', '.json'), ('seg_prefix', '/'))] + \
+        [f'{ev}.1.ann_file={root}/annotations/instances_val2017.json' for ev in ('val_evaluator', 'test_evaluator')]
+    options = [f'{loader}.dataset.data_root={root}/' for loader in loaders] + evaluators + \
+        [f'{loader}.num_workers=0' for loader in loaders] + \
+        [f'{loader}.persistent_workers=False' for loader in loaders] + ['model.backbone.init_cfg=None']
+    work = tmp_path / 'work'
+    train = [REPO / 'tools/train.py', config, '--work-dir', work, '--cfg-options', *options, 'train_cfg.max_iters=1',
+             'default_hooks.checkpoint.interval=1']
+    if importlib.util.find_spec('panopticapi') is None:
+        out = subprocess.run([sys.executable, *map(str, train)], cwd=tmp_path, capture_output=True, text=True)
+        assert out.returncode != 0 and 'LoadPanopticAnnotations needs panopticapi.utils' in out.stderr, out.stderr[-2000:]
+        assert 'Traceback' not in out.stderr and not list(work.glob('*.pth'))
+    stub = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / 'tests' / 'stubs'), os.environ.get('PYTHONPATH', '')]))
+    log = run_tool(*train, 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None', cwd=tmp_path, env=stub)
+    assert (work / 'iter_1.pth').is_file(), log[-2000:]
+    test = [REPO / 'tools/test.py', config, work / 'iter_1.pth', '--work-dir', work, '--cfg-options', *options]
+    out = subprocess.run([sys.executable, *map(str, test)], cwd=tmp_path, capture_output=True, text=True, env=stub)
+    assert out.returncode != 0 and 'CocoPanopticMetric needs panopticapi.evaluation' in out.stderr, out.stderr[-2000:]
+    assert 'Epoch(test)' not in out.stdout + out.stderr  # refused before any inference
 
 
 def test_train_tool_names_a_missing_dataset_and_config(tmp_path):

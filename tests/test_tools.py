@@ -1,6 +1,7 @@
 """The tools' refusals (each names what is wrong, before any work is done), --amp on CPUs without
 native bfloat16, auto-resume's choice of checkpoint, and get_flops.py / make_toy_data.py runs."""
 import json
+import importlib.util
 import subprocess
 import sys
 import textwrap
@@ -173,3 +174,39 @@ def test_get_flops_counts_mmseg_mask2former_whose_head_needs_the_samples():
     assert line.startswith(f'{config}: input 64x64, params 219.9 M, FLOPs '), line
     parts = dict(p.rsplit(' ', 2)[:2] for p in line.split('(')[1].rstrip(')').split(', '))
     assert set(parts) == {'backbone', 'decode_head'} and float(parts['decode_head']) > 0, line
+
+
+def test_evaluator_files_are_checked_before_inference(tmp_path):
+    """An evaluator's files are read after the whole inference; their paths do not follow data_root."""
+    ann = tmp_path / 'instances_val.json'
+    ann.write_text('{}')
+    cfg = Config(dict(test_evaluator=[dict(type='CocoMetric', ann_file=str(ann)),
+                                      dict(type='CocoMetric', ann_file=str(tmp_path / 'nowhere.json'))]))
+    with pytest.raises(engine.UserError, match=f'test_evaluator.1 \\(CocoMetric\\): ann_file not found: '
+                                               f'{tmp_path}/nowhere.json .*--cfg-options test_evaluator.1.ann_file='):
+        engine.check_evaluators(cfg, ['test_evaluator'])
+    cfg.test_evaluator.pop(1)
+    engine.check_evaluators(cfg, ['test_evaluator'])  # raises if the existing file were refused
+
+
+def test_panopticapi_is_named_where_mmdet_would_import_it(monkeypatch):
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(pipeline=[dict(type='LoadPanopticAnnotations')])),
+                      test_evaluator=[dict(type='CocoPanopticMetric'), dict(type='CocoMetric')]))
+    real = importlib.util.find_spec
+    present = set()
+
+    def find_spec(name, *args):
+        if name.startswith('panopticapi'):
+            if not present:
+                raise ModuleNotFoundError(name)
+            return object() if name in present else None
+        return real(name, *args)
+    monkeypatch.setattr(importlib.util, 'find_spec', find_spec)
+    with pytest.raises(engine.UserError, match=r'LoadPanopticAnnotations needs panopticapi.utils.*pip install git\+'):
+        engine.check_panopticapi(cfg, ['train_dataloader'])
+    with pytest.raises(engine.UserError, match='CocoPanopticMetric needs panopticapi.evaluation'):
+        engine.check_panopticapi(cfg, ['test_evaluator'])
+    present.update({'panopticapi', 'panopticapi.utils'})  # a package without evaluation
+    engine.check_panopticapi(cfg, ['train_dataloader'])
+    with pytest.raises(engine.UserError, match='CocoPanopticMetric needs panopticapi.evaluation'):
+        engine.check_panopticapi(cfg, ['test_evaluator'])

@@ -33,6 +33,8 @@ def main():
             engine.enable_tta(cfg)
         engine.check_checkpoint_exists(args.checkpoint)  # after the options, before any data is read
         engine.check_dataset_paths(cfg, ['test_dataloader'])
+        engine.check_evaluators(cfg, ['test_evaluator'])
+        engine.check_panopticapi(cfg, ['test_dataloader', 'test_evaluator'])
         with trusted_checkpoint_types():  # mmengine's own torch.load of this project's checkpoints
             runner = Runner.from_cfg(cfg)
             engine.check_checkpoint_matches(runner.model, args.checkpoint)

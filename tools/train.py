@@ -41,6 +41,10 @@ def main():
             load_checkpoint_file(args.resume)  # names a missing or truncated file before the run starts
             cfg.resume, cfg.load_from = True, args.resume
         engine.check_dataset_paths(cfg, ['train_dataloader', 'val_dataloader'])
+        validates = cfg.get('val_cfg') is not None and cfg.get('val_dataloader') is not None
+        if validates:
+            engine.check_evaluators(cfg, ['val_evaluator'])
+        engine.check_panopticapi(cfg, ['train_dataloader'] + (['val_dataloader', 'val_evaluator'] if validates else []))
     except (engine.UserError, CheckpointError) as err:
         sys.exit(f'error: {err}')
     with trusted_checkpoint_types():  # mmengine's own torch.load of this project's checkpoints
