@@ -176,6 +176,19 @@ def load_config(path: str, cfg_options: Dict = None) -> Config:
     return cfg
 
 
+def model_registry(cfg: Config):
+    """mmdet's or mmseg's MODELS (as the config's default_scope says), with that library's modules
+    registered."""
+    if cfg.default_scope == 'mmdet':
+        from mmdet.registry import MODELS
+        from mmdet.utils import register_all_modules
+    else:
+        from mmseg.registry import MODELS
+        from mmseg.utils import register_all_modules
+    register_all_modules()
+    return MODELS
+
+
 def set_work_dir(cfg: Config, config_path: str, work_dir: str = None) -> None:
     if work_dir:
         cfg.work_dir = work_dir

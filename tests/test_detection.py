@@ -187,20 +187,28 @@ def test_maskrcnn_tiny_coco_config_starts_training_on_data_coco(toy_coco, tmp_pa
     assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
 
 
-# One config of each family and kind besides DiNAT's (whose Mask R-CNN tiny runs above), and how
-# to make its schedule one short run: epoch-based Mask R-CNN/Cascade, iteration-based Mask2Former.
-# After one step from random weights no cascade score clears 0.05, and CocoMetric then has nothing
-# to evaluate, so its threshold is lifted.
-FAMILY_RUNS = {
-    'configs/maskrcnn_nat_mini_coco.py': ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2'],
-    'configs/cascade_maskrcnn_nat_mini_coco.py': ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2',
-                                                  'model.test_cfg.rcnn.score_thr=0.0'],
-    'configs/maskrcnn_dinat_s_tiny_coco.py': ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2'],
-    'configs/cascade_maskrcnn_dinat_s_tiny_coco.py': ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2',
-                                                      'model.test_cfg.rcnn.score_thr=0.0'],
-    'configs/mask2former_dinat_large_coco_instance.py': ['train_cfg.max_iters=1', 'train_cfg.val_interval=1000',
-                                                         'default_hooks.checkpoint.interval=1'],
+# One config of each family and kind besides DiNAT's (whose Mask R-CNN tiny runs above), and the
+# options that make its schedule one short run and, for the cascades, let CocoMetric see boxes: after
+# one step from random weights no cascade score clears 0.05, and CocoMetric then has nothing to evaluate.
+ONE_EPOCH = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2']
+ONE_ITER = ['train_cfg.max_iters=1', 'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=1']
+ANY_SCORE = ['model.test_cfg.rcnn.score_thr=0.0']
+FAMILY_RUNS = {  # config: (schedule, test options)
+    'configs/maskrcnn_nat_mini_coco.py': (ONE_EPOCH, []),
+    'configs/cascade_maskrcnn_nat_mini_coco.py': (ONE_EPOCH, ANY_SCORE),
+    'configs/maskrcnn_dinat_s_tiny_coco.py': (ONE_EPOCH, []),
+    'configs/cascade_maskrcnn_dinat_s_tiny_coco.py': (ONE_EPOCH, ANY_SCORE),
+    'configs/mask2former_dinat_large_coco_instance.py': (ONE_ITER, []),
 }
+
+
+def as_shipped(data_root, *evaluator_options):
+    """--cfg-options for running a shipped config as it is: the data root of its three loaders, its
+    evaluators' files, no ImageNet download and no worker processes."""
+    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    return [f'{loader}.dataset.data_root={data_root}/' for loader in loaders] + list(evaluator_options) + \
+        [f'{loader}.num_workers=0' for loader in loaders] + \
+        [f'{loader}.persistent_workers=False' for loader in loaders] + ['model.backbone.init_cfg=None']
 
 
 @pytest.mark.slow
@@ -210,18 +218,16 @@ def test_family_config_runs_through_train_and_test_tools_unchanged(config, toy_c
     ImageNet download and no worker processes."""
     root = tmp_path / 'coco'
     _coco_layout(root, toy_coco)
-    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-    options = [f'{loader}.dataset.data_root={root}/' for loader in loaders] + \
-        [f'{ev}.ann_file={root}/annotations/instances_val2017.json' for ev in ('val_evaluator', 'test_evaluator')] + \
-        [f'{loader}.num_workers=0' for loader in loaders] + \
-        [f'{loader}.persistent_workers=False' for loader in loaders] + ['model.backbone.init_cfg=None']
+    options = as_shipped(root, *[f'{ev}.ann_file={root}/annotations/instances_val2017.json'
+                                 for ev in ('val_evaluator', 'test_evaluator')])
+    schedule, test_options = FAMILY_RUNS[config]
     work = tmp_path / 'work'
-    run_tool(REPO / 'tools/train.py', REPO / config, '--work-dir', work, '--cfg-options', *options, *FAMILY_RUNS[config],
+    run_tool(REPO / 'tools/train.py', REPO / config, '--work-dir', work, '--cfg-options', *options, *schedule,
              cwd=tmp_path)
-    ckpt = work / ('iter_1.pth' if 'train_cfg.max_iters=1' in FAMILY_RUNS[config] else 'epoch_1.pth')
+    ckpt = work / ('iter_1.pth' if schedule is ONE_ITER else 'epoch_1.pth')
     assert ckpt.is_file()
     log = run_tool(REPO / 'tools/test.py', REPO / config, ckpt, '--work-dir', work, '--cfg-options', *options,
-                   *FAMILY_RUNS[config][2:], cwd=tmp_path)
+                   *test_options, cwd=tmp_path)
     metrics = dict(re.findall(r'(coco/(?:bbox|segm)_mAP): (-?[\d.]+)', log))
     assert 'coco/segm_mAP' in metrics, log[-3000:]
 
@@ -274,13 +280,10 @@ def test_mask2former_coco_panoptic_config_trains_and_test_names_what_evaluation_
     root = tmp_path / 'coco'
     _coco_panoptic_layout(root, toy_coco)
     config = REPO / 'configs/mask2former_dinat_large_coco_panoptic.py'
-    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
     evaluators = [f'{ev}.0.{field}={root}/annotations/panoptic_val2017{suffix}' for ev in ('val_evaluator', 'test_evaluator')
                   for field, suffix in (('ann_file', '.json'), ('seg_prefix', '/'))] + \
         [f'{ev}.1.ann_file={root}/annotations/instances_val2017.json' for ev in ('val_evaluator', 'test_evaluator')]
-    options = [f'{loader}.dataset.data_root={root}/' for loader in loaders] + evaluators + \
-        [f'{loader}.num_workers=0' for loader in loaders] + \
-        [f'{loader}.persistent_workers=False' for loader in loaders] + ['model.backbone.init_cfg=None']
+    options = as_shipped(root, *evaluators)
     work = tmp_path / 'work'
     train = [REPO / 'tools/train.py', config, '--work-dir', work, '--cfg-options', *options, 'train_cfg.max_iters=1',
              'default_hooks.checkpoint.interval=1']

@@ -12,7 +12,7 @@ from mmengine.config import Config
 
 from dinat_mm.toydata import make_toy_ade
 from kill_resume import train_with_kills
-from test_detection import BACKBONE_TYPES, assert_same_training_state, family
+from test_detection import BACKBONE_TYPES, ONE_ITER, as_shipped, assert_same_training_state, family
 
 REPO = Path(__file__).resolve().parents[1]
 SEG_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('upernet_*_ade20k.py'))
@@ -105,13 +105,9 @@ def test_toy_run_through_tools_yields_miou_and_tta_runs(toy_ade, tmp_path):
 def test_family_config_runs_through_train_and_test_tools_unchanged(config, toy_ade, tmp_path):
     """NAT's and DiNAT_s' UPerNet and Mask2Former DiNAT-L, the config files as shipped; --cfg-options
     give the data root, one iteration, no ImageNet download and no worker processes."""
-    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-    options = [f'{loader}.dataset.data_root={toy_ade}' for loader in loaders] + \
-        [f'{loader}.num_workers=0' for loader in loaders] + \
-        [f'{loader}.persistent_workers=False' for loader in loaders] + ['model.backbone.init_cfg=None']
+    options = as_shipped(toy_ade)
     work = tmp_path / 'work'
-    _run('tools/train.py', config, '--work-dir', work, '--cfg-options', *options, 'train_cfg.max_iters=1',
-         'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=1')
+    _run('tools/train.py', config, '--work-dir', work, '--cfg-options', *options, *ONE_ITER)
     log = _run('tools/test.py', config, work / 'iter_1.pth', '--work-dir', work, '--cfg-options', *options)
     assert re.search(r'mIoU: \d+\.\d+', log), log[-3000:]
 

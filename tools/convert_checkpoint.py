@@ -78,7 +78,6 @@ def main():
 def mask2former_for_config(state, config):
     """The detectron2 Mask2Former state dict as the model of ``config`` names it, checked against
     that model built from the config."""
-    from mmengine.registry import init_default_scope
     from dinat_mm import engine
     from dinat_mm.checkpoint import CheckpointError
     from dinat_mm.checkpoint.mask2former import ade20k_panoptic_order, from_detectron2
@@ -92,14 +91,9 @@ def mask2former_for_config(state, config):
     dataset = cfg.train_dataloader.dataset.get('type')
     order = ade20k_panoptic_order() if dataset == 'ADE20KPanopticDataset' else None
     converted, dropped = from_detectron2(state, head, order)
-    init_default_scope(cfg.default_scope)
-    if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
     cfg.model.backbone.init_cfg = None
     with torch.device('meta'):
-        want = {k: v.shape for k, v in MODELS.build(cfg.model).state_dict().items()}
+        want = {k: v.shape for k, v in engine.model_registry(cfg).build(cfg.model).state_dict().items()}
     missing, unexpected = sorted(set(want) - set(converted)), sorted(set(converted) - set(want))
     wrong = [f'{k} {tuple(v.shape)} vs {tuple(want[k])}' for k, v in converted.items()
              if k in want and v.shape != want[k]]

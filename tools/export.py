@@ -61,13 +61,7 @@ def build(config: str, checkpoint: str = None, cfg_options=None) -> tuple:
     from mmengine.model import revert_sync_batchnorm
     cfg = engine.load_config(config, cfg_options)
     scope = cfg.default_scope
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-        from mmdet.utils import register_all_modules
-    else:
-        from mmseg.registry import MODELS
-        from mmseg.utils import register_all_modules
-    register_all_modules()
+    MODELS = engine.model_registry(cfg)
     cfg.model.backbone.init_cfg = None  # weights come from CHECKPOINT, not the ImageNet URL
     cfg.model.backbone.pop('pretrained', None)
     model = revert_sync_batchnorm(MODELS.build(cfg.model))

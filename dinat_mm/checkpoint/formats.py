@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -39,6 +39,14 @@ _HF_RULES = [
 ]
 _HF_DROPPED = re.compile(r'^(layernorm\.|classifier\.|pooler\.)')
 _CLASSIFIER_DROPPED = re.compile(r'^(norm\.|head\.)')
+
+
+def rename(name: str, rules: List[Tuple[str, str]]) -> Optional[str]:
+    """``name`` rewritten by the first (pattern, replacement) rule that matches it, or None."""
+    for pattern, replacement in rules:
+        if re.match(pattern, name):
+            return re.sub(pattern, replacement, name)
+    return None
 
 
 def unwrap(checkpoint) -> StateDict:
@@ -86,12 +94,11 @@ def from_huggingface(state: Mapping[str, torch.Tensor]) -> Tuple[StateDict, List
         elif _HF_DROPPED.match(name):
             dropped.append(key)
         else:
-            for pattern, replacement in _HF_RULES:
-                if re.match(pattern, name):
-                    out[re.sub(pattern, replacement, name)] = value
-                    break
-            else:
+            target = rename(name, _HF_RULES)
+            if target is None:
                 dropped.append(key)
+            else:
+                out[target] = value
     for (level, layer, kind), parts in qkv.items():
         if set(parts) != {'query', 'key', 'value'}:
             raise CheckpointError(f'levels {level} layer {layer}: attention {kind} lacks one of query/key/value')

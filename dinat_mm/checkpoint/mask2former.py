@@ -27,6 +27,7 @@ from typing import List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from .formats import rename
 from .loading import CheckpointError
 
 # The ADE20K-150 ids (detectron2's contiguous ids) of the 50 stuff classes; the other 100 are things.
@@ -82,7 +83,7 @@ def from_detectron2(state: Mapping[str, torch.Tensor], head: str,
     ``class_order[i]`` is the detectron2 class whose classifier row becomes class ``i``; the
     no-object row stays last. Unknown keys are an error (nothing is silently lost)."""
     out, dropped, unknown = OrderedDict(), [], []
-    fpn_levels = {int(m[2]) for m in map(_FPN.match, state) if m}
+    fpn_levels = max((int(m[2]) for m in map(_FPN.match, state) if m), default=0)
     for key, value in state.items():
         fpn, mask_embed = _FPN.match(key), _MASK_EMBED.match(key)
         if key.startswith('backbone.'):
@@ -91,26 +92,25 @@ def from_detectron2(state: Mapping[str, torch.Tensor], head: str,
             dropped.append(key)
         elif fpn:
             kind = 'lateral_convs' if fpn[1] == 'adapter' else 'output_convs'
-            index = max(fpn_levels) - int(fpn[2])
+            index = fpn_levels - int(fpn[2])
             out[f'{head}.pixel_decoder.{kind}.{index}.{"gn" if fpn[3] else "conv"}.{fpn[4]}'] = value
         elif mask_embed:
             out[f'{head}.mask_embed.{2 * int(mask_embed[1])}.{mask_embed[2]}'] = value
         else:
-            for pattern, replacement in _RULES:
-                if re.match(pattern, key):
-                    out[f'{head}.' + re.sub(pattern, replacement, key)] = value
-                    break
-            else:
+            target = rename(key, _RULES)
+            if target is None:
                 unknown.append(key)
+            else:
+                out[f'{head}.{target}'] = value
     if unknown:
         raise CheckpointError(f'{len(unknown)} keys of the detectron2 Mask2Former checkpoint have no mmdet/mmseg '
                               f'counterpart: {unknown[:5]}')
     if class_order is not None:
+        classes = out[f'{head}.cls_embed.weight'].shape[0] - 1
+        if sorted(class_order) != list(range(classes)):
+            raise CheckpointError(f'class_order must be a permutation of the checkpoint\'s {classes} classes, got '
+                                  f'{len(class_order)} entries')
         for suffix in ('weight', 'bias'):
-            key = f'{head}.cls_embed.{suffix}'
-            rows = out[key]
-            if sorted(class_order) != list(range(rows.shape[0] - 1)):
-                raise CheckpointError(f'class_order must be a permutation of the checkpoint\'s {rows.shape[0] - 1} '
-                                      f'classes, got {len(class_order)} entries')
-            out[key] = torch.cat([rows[list(class_order)], rows[-1:]])
+            rows = out[f'{head}.cls_embed.{suffix}']
+            out[f'{head}.cls_embed.{suffix}'] = torch.cat([rows[list(class_order)], rows[-1:]])
     return out, dropped
