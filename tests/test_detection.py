@@ -191,7 +191,10 @@ def test_maskrcnn_tiny_coco_config_starts_training_on_data_coco(toy_coco, tmp_pa
 # options that make its schedule one short run and, for the cascades, let CocoMetric see boxes: after
 # one step from random weights no cascade score clears 0.05, and CocoMetric then has nothing to evaluate.
 ONE_EPOCH = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2']
-ONE_ITER = ['train_cfg.max_iters=1', 'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=1']
+# ONE_ITER is for Mask2Former DiNAT-L: its checkpoint is 0.9 GB of weights, 2.6 GB with the AdamW state,
+# which test.py does not read.
+ONE_ITER = ['train_cfg.max_iters=1', 'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=1',
+            'default_hooks.checkpoint.save_optimizer=False']
 ANY_SCORE = ['model.test_cfg.rcnn.score_thr=0.0']
 FAMILY_RUNS = {  # config: (schedule, test options)
     'configs/maskrcnn_nat_mini_coco.py': (ONE_EPOCH, []),
@@ -285,8 +288,7 @@ def test_mask2former_coco_panoptic_config_trains_and_test_names_what_evaluation_
         [f'{ev}.1.ann_file={root}/annotations/instances_val2017.json' for ev in ('val_evaluator', 'test_evaluator')]
     options = as_shipped(root, *evaluators)
     work = tmp_path / 'work'
-    train = [REPO / 'tools/train.py', config, '--work-dir', work, '--cfg-options', *options, 'train_cfg.max_iters=1',
-             'default_hooks.checkpoint.interval=1']
+    train = [REPO / 'tools/train.py', config, '--work-dir', work, '--cfg-options', *options, *ONE_ITER]
     if importlib.util.find_spec('panopticapi') is None:
         out = subprocess.run([sys.executable, *map(str, train)], cwd=tmp_path, capture_output=True, text=True)
         assert out.returncode != 0 and 'LoadPanopticAnnotations needs panopticapi.utils' in out.stderr, out.stderr[-2000:]
