@@ -93,6 +93,27 @@ def test_compiled_backbone_matches_eager_to_float32_rounding():
         assert deviation(got, ref) < 3 * deviation(eager, ref) + 1e-6, what
 
 
+def test_training_traces_in_one_graph_with_dynamic_shapes():
+    """torch.compile(dynamic=True) makes a module's floats symbolic (attn_drop among them); the
+    backend choice must still be a constant, or the graph breaks at every layer (and inductor then
+    failed on the pieces). Dynamo only (backend='eager'): one graph per size class, fullgraph=True
+    fails on any break, and the gradients match eager's."""
+    torch.manual_seed(0)
+    model = DiNAT(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4], kernel_size=3,
+                  dilations=[[4], [2], [1], [1]], mlp_ratio=2.0, drop_path_rate=0.0).train()
+    compiled = torch.compile(copy.deepcopy(model), dynamic=True, fullgraph=True, backend='eager')
+    torch._dynamo.reset()
+    for shape in ((1, 3, 64, 96), (1, 3, 80, 112)):
+        x = torch.randn(shape)
+        grads = []
+        for m in (compiled, model):
+            m.zero_grad()
+            sum(o.square().mean() for o in m(x)).backward()
+            grads.append([p.grad for p in m.parameters()])
+        for got, want in zip(*grads):
+            torch.testing.assert_close(got, want)
+
+
 def test_compile_hook_compiles_backbone_and_neck_in_place_with_the_configs_options():
     from types import SimpleNamespace
 
