@@ -191,8 +191,8 @@ def test_maskrcnn_tiny_coco_config_starts_training_on_data_coco(toy_coco, tmp_pa
 # options that make its schedule one short run and, for the cascades, let CocoMetric see boxes: after
 # one step from random weights no cascade score clears 0.05, and CocoMetric then has nothing to evaluate.
 ONE_EPOCH = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2']
-# ONE_ITER is for Mask2Former DiNAT-L: its checkpoint is 0.9 GB of weights, 2.6 GB with the AdamW state,
-# which test.py does not read.
+# ONE_ITER is the iteration-based configs' one step (UPerNet, Mask2Former). It saves no AdamW state,
+# which test.py does not read: Mask2Former DiNAT-L's checkpoint is 0.9 GB of weights, 2.6 GB with it.
 ONE_ITER = ['train_cfg.max_iters=1', 'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=1',
             'default_hooks.checkpoint.save_optimizer=False']
 ANY_SCORE = ['model.test_cfg.rcnn.score_thr=0.0']

@@ -96,9 +96,10 @@ def na2d(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, kernel_siz
     if torch.jit.is_tracing():  # one opaque node, so that FLOP counters see na2d (dinat_mm.analysis)
         table = rpb if rpb is not None else query.new_zeros(query.shape[1], 2 * ks[0] - 1, 2 * ks[1] - 1)
         return NA2DTraced.apply(query, key, value, table, rpb is not None, ks, dil, scale)
-    # Under torch.compile(dynamic=True) a module's float (attn_drop) arrives symbolic, and
-    # choose_backend takes constants; a branch on it gives one (dynamo guards on the branch).
-    dropout = 0.0 if not attn_drop > 0 else 1.0
+    # choose_backend takes constants and only asks whether there is dropout. Under
+    # torch.compile(dynamic=True) a module's float (attn_drop) arrives symbolic; a branch on it
+    # gives a constant (dynamo guards on the branch). The rate itself goes to na2d_torch below.
+    dropout = 1.0 if attn_drop > 0 else 0.0
     chosen = choose_backend(backend, query.device.type, query.dtype, int(query.shape[-1]), ks,
                             rpb is not None, dropout)
     if chosen == 'triton':
