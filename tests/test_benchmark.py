@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,3 +28,18 @@ def test_device_benchmark_runs_every_table_on_cpu():
                 'forward + backward, bf16 autocast'):
         assert re.search(rf'\| {re.escape(row)} \| {number} \| {number} \| {number} \|', out), row
     assert re.search(rf'\| fp32 \| {number} \| {number} \| {number} \|', out)  # the Mask R-CNN training step
+
+
+def test_kernel_floor_replays_every_linear_convolution_and_na2d_call_of_a_forward():
+    # The compile table's floor: every GEMM, convolution and na2d call of one forward, replayed
+    # alone. Counted here from the architecture: four linear layers (qkv, proj, fc1, fc2) and one
+    # na2d call per layer; the two stem convolutions and one downsampler between levels.
+    sys.path.insert(0, str(REPO / 'tools'))
+    import benchmark
+    from dinat_mm.models import DiNAT
+    depths = [2, 1, 3, 1]
+    model = DiNAT(embed_dim=16, depths=depths, num_heads=[1, 2, 2, 4], kernel_size=3, dilations=None).eval()
+    floor = benchmark.kernel_floor(model, torch.randn(1, 3, 96, 128), repeats=1)
+    assert {kind: count for kind, (count, _) in floor.items()} == dict(
+        Linear=4 * sum(depths), na2d=sum(depths), Conv2d=2 + len(depths) - 1)
+    assert all(seconds > 0 for _, seconds in floor.values())

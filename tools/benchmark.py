@@ -125,6 +125,37 @@ def build_detector(name: str, device: str = 'cpu', images=((800, 1216),), train:
     return predict
 
 
+def kernel_floor(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> dict:
+    """{kind: (calls, seconds)} for the linear layers, convolutions and na2d calls of one eager
+    no-grad forward: each call is recorded with its inputs, then replayed alone (median of
+    ``repeats``) and summed by kind. That sum is what is left of the forward for a compiler that
+    fuses everything else away but calls the same GEMM, convolution and na2d kernels."""
+    from unittest import mock
+
+    from dinat_mm.ops import cpu_kernel
+    calls = []
+    hooks = [m.register_forward_hook(lambda mod, args, _: calls.append((type(mod).__name__, partial(mod, *args))))
+             for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    real = cpu_kernel.na2d
+
+    def record(*args, **kwargs):
+        calls.append(('na2d', partial(real, *args, **kwargs)))
+        return real(*args, **kwargs)
+
+    try:
+        with torch.no_grad(), mock.patch.object(cpu_kernel, 'na2d', record):
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    floor = {}
+    with torch.no_grad():
+        for kind, call in calls:
+            count, seconds = floor.get(kind, (0, 0.0))
+            floor[kind] = (count + 1, seconds + alternating({kind: call}, repeats)[kind])
+    return floor
+
+
 def na2d_stage_flops(height: int, width: int, heads: int) -> float:
     """Useful work of one forward call: QK and AV, 2 FLOPs per multiply-add each."""
     return 2 * 2 * height * width * KERNEL**2 * HEAD_DIM * heads
@@ -304,14 +335,24 @@ def main() -> None:
               f'| {comp["swin_t"]:.2f} | {comp["dinat_t"] / comp["swin_t"]:.2f} '
               f'| {compile_time["dinat_t", mode]:.0f} / {compile_time["swin_t", mode]:.0f} |')
 
+    model = backbones['dinat_t']
+    model.eval()
+    floor = kernel_floor(model, x, args.repeats)
+    with torch.no_grad():  # eager again, beside the floor: this machine's speed drifts over a run
+        eager = alternating({'eager': partial(model, x)}, args.repeats)['eager']
+    total = sum(seconds for _, seconds in floor.values())
+    print(f'\nDiNAT-T forward 1x3x800x1216, the floor for a compiler that calls the same kernels (each call of one '
+          f'forward replayed alone): ' + ', '.join(f'{count} {kind} {seconds:.2f} s' for kind, (count, seconds)
+                                                   in sorted(floor.items())) +
+          f'; together {total:.2f} s = {total / eager:.2f}x the eager forward ({eager:.2f} s, timed after it), '
+          f'leaving {0.8 - total / eager:+.2f}x eager under the 0.8x target for everything else')
+
     cp = {flag: run_child('train_step', ['dinat_t', flag], args.threads, 1)['peak'] / 2**20 for flag in (False, True)}
     print(f'\nDiNAT-T training step (2x3x512x512) peak memory: {cp[False]:.0f} MiB, with_cp=True: {cp[True]:.0f} MiB')
 
     from dinat_mm.engine import bf16_features, cpu_bf16_support
     emulated = cpu_bf16_support()
     print(f'\nbfloat16 on this CPU: {"emulated (" + emulated + ")" if emulated else "native"}')
-    model = backbones['dinat_t']
-    model.eval()
     with torch.no_grad():
         ref = model(x)
         with torch.autocast('cpu', dtype=torch.bfloat16):
