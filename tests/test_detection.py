@@ -195,11 +195,14 @@ ONE_EPOCH = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2']
 # which test.py does not read: Mask2Former DiNAT-L's checkpoint is 0.9 GB of weights, 2.6 GB with it.
 ONE_ITER = ['train_cfg.max_iters=1', 'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=1',
             'default_hooks.checkpoint.save_optimizer=False']
+# A model one epoch from random weights may score every box under the configs' 0.05: the results
+# are then empty and COCO evaluation prints no mAP (CI's runs are not seeded; seen 2026-12-02 with
+# the DiNAT_s Mask R-CNN). With any score kept, each image has its top detections.
 ANY_SCORE = ['model.test_cfg.rcnn.score_thr=0.0']
 FAMILY_RUNS = {  # config: (schedule, test options)
-    'configs/maskrcnn_nat_mini_coco.py': (ONE_EPOCH, []),
+    'configs/maskrcnn_nat_mini_coco.py': (ONE_EPOCH, ANY_SCORE),
     'configs/cascade_maskrcnn_nat_mini_coco.py': (ONE_EPOCH, ANY_SCORE),
-    'configs/maskrcnn_dinat_s_tiny_coco.py': (ONE_EPOCH, []),
+    'configs/maskrcnn_dinat_s_tiny_coco.py': (ONE_EPOCH, ANY_SCORE),
     'configs/cascade_maskrcnn_dinat_s_tiny_coco.py': (ONE_EPOCH, ANY_SCORE),
     'configs/mask2former_dinat_large_coco_instance.py': (ONE_ITER, []),
 }
