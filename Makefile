@@ -2,7 +2,7 @@
 # Every target creates the environment in .venv/ first when it is missing (scripts/setup_env.sh).
 PY := .venv/bin/python
 
-.PHONY: setup demo demo-seg test bench
+.PHONY: setup demo demo-seg test test-fast bench
 setup:
 	bash scripts/setup_env.sh
 
@@ -15,5 +15,9 @@ demo-seg: setup
 test: setup
 	$(PY) -m pytest -q tests
 
+# the unit tier, for after every change: everything but the tests marked slow (docs/development.md)
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
 bench: setup
-	$(PY) tools/benchmark.py
+	$(PY) -m benchmarks

@@ -2,27 +2,25 @@
 torch's weights-only allowlist.
 
 Everything goes into mmengine's root registries. mmdet's and mmseg's registries are their children
-and search their parent, so ``type='DiNAT'`` (and the hook and optimizer wrapper the tools use)
+and search their parent, so ``type='DiNAT'`` (and the hooks and optimizer wrapper the tools use)
 builds under ``default_scope='mmdet'`` and ``default_scope='mmseg'`` alike once a config imports
 ``dinat_mm``.
 """
+import importlib
+
 import torch
 from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS
 
-from .checkpoint.loading import trusted_types
-
-from .durable import AtomicCheckpointHook
-from .engine import BF16FeaturesHook, CompileHook, CPUBF16OptimWrapper, RNGStateHook, SyncNormStatsHook
+from .checkpoint.loading import allowed_globals
 from .models import NAT, DiNAT, DiNAT_s
+from .runner import (AtomicCheckpointHook, BF16FeaturesHook, CompileHook, CPUBF16OptimWrapper, RNGStateHook,
+                     SyncNormStatsHook)
 
 # force: a re-import registers the same classes again instead of failing
 for _cls in (DiNAT, NAT, DiNAT_s):
     MODELS.register_module(module=_cls, force=True)
-HOOKS.register_module(module=RNGStateHook, force=True)
-HOOKS.register_module(module=AtomicCheckpointHook, force=True)
-HOOKS.register_module(module=SyncNormStatsHook, force=True)
-HOOKS.register_module(module=BF16FeaturesHook, force=True)
-HOOKS.register_module(module=CompileHook, force=True)
+for _cls in (RNGStateHook, AtomicCheckpointHook, SyncNormStatsHook, BF16FeaturesHook, CompileHook):
+    HOOKS.register_module(module=_cls, force=True)
 OPTIM_WRAPPERS.register_module(module=CPUBF16OptimWrapper, force=True)
 
 # mmdet's DetInferencer and init_detector, mmseg's MMSegInferencer and init_model load checkpoints
@@ -30,4 +28,17 @@ OPTIM_WRAPPERS.register_module(module=CPUBF16OptimWrapper, force=True)
 # training checkpoints hold (numpy scalars, HistoryBuffer). Every config imports dinat_mm before
 # they load, so allowlisting exactly those types here lets them read tools/train.py's checkpoints;
 # anything that names other Python objects (code) is still refused.
-torch.serialization.add_safe_globals(trusted_types())
+torch.serialization.add_safe_globals(allowed_globals())
+
+
+SCOPES = ('mmdet', 'mmseg')  # the OpenMMLab libraries whose configs dinat_mm's tools take
+
+
+def scope_models(scope: str):
+    """The MODELS registry of an OpenMMLab library ('mmdet' or 'mmseg'), with all of that
+    library's modules registered: how the tools, the export and the benchmark build a config's
+    model."""
+    if scope not in SCOPES:
+        raise ValueError(f'scope must be one of {SCOPES}, got {scope!r}')
+    importlib.import_module(f'{scope}.utils').register_all_modules()
+    return importlib.import_module(f'{scope}.registry').MODELS

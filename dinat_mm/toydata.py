@@ -6,20 +6,19 @@
 - :func:`make_toy_ade`: ADE20K-layout semantic segmentation (images/ and annotations/ with
   training/ and validation/, label PNGs where 0 is "ignore", as ``reduce_zero_label`` expects).
 
-Both write into a temporary folder and rename it into place, so an interrupted run leaves nothing
+Both write with :func:`dinat_mm.fileio.written_atomically`, so an interrupted run leaves nothing
 half-written, and both return at once when the folder already holds the same dataset.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
+
+from .fileio import written_atomically
 
 SHAPES = ('circle', 'square', 'triangle')
 # Semantic classes are told apart by appearance as well as by shape (as ADE20K's are): in the
@@ -87,15 +86,11 @@ def _write_atomically(root: Path, params: Dict, fill) -> Path:
     if root.exists() and any(root.iterdir()) and not stamp.is_file():
         raise FileExistsError(f'{root} exists and is not a dinat_mm toy dataset; choose another folder')
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix='.tmp_toy_', dir=root.parent))
-    try:
+    with written_atomically(root) as partial:
+        tmp = Path(partial)
+        tmp.mkdir()
         fill(tmp)
         (tmp / _STAMP).write_text(json.dumps(params))
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 

@@ -24,17 +24,19 @@ import sys
 import torch
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='checkpoint file or http(s) URL')
     parser.add_argument('dst', help='output file (.safetensors or .pth)')
     parser.add_argument('--whole', action='store_true', help='keep the whole detector/segmentor, not only the backbone')
     parser.add_argument('--config', help='with --whole: the mmdet/mmseg config a detectron2 Mask2Former checkpoint is for')
     parser.add_argument('--trust-source', action='store_true', help='full unpickle of SRC (only for trusted files)')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from dinat_mm.checkpoint import CheckpointError, read_checkpoint, to_backbone, unwrap
     from dinat_mm.checkpoint.mask2former import is_detectron2_mask2former
+    from dinat_mm.errors import UserError
+    from dinat_mm.fileio import written_atomically
     if args.whole and args.dst.endswith('.safetensors'):
         sys.exit(f'error: --whole cannot write {args.dst}: tools/test.py and mmengine\'s load_from read only '
                  "torch checkpoints ({'state_dict', 'meta'}), not safetensors; give DST a .pth name")
@@ -58,19 +60,18 @@ def main():
             raise CheckpointError('--config is used only with --whole')
         else:
             state, report = to_backbone(checkpoint)
-    except CheckpointError as err:
+    except UserError as err:
         sys.exit(f'error: {err}')
     state = {k: v.contiguous() for k, v in state.items()}
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
-    tmp = args.dst + '.part'  # never leave a half-written DST
-    if args.whole:
-        torch.save(dict(state_dict=state, meta=dict(converted_from=os.path.basename(args.src))), tmp)
-    elif args.dst.endswith('.safetensors'):
-        from safetensors.torch import save_file
-        save_file(state, tmp, metadata=dict(format='pt', source_layout=report['layout']))
-    else:
-        torch.save(state, tmp)
-    os.replace(tmp, args.dst)
+    with written_atomically(args.dst) as partial:
+        if args.whole:
+            torch.save(dict(state_dict=state, meta=dict(converted_from=os.path.basename(args.src))), partial)
+        elif args.dst.endswith('.safetensors'):
+            from safetensors.torch import save_file
+            save_file(state, partial, metadata=dict(format='pt', source_layout=report['layout']))
+        else:
+            torch.save(state, partial)
     print(f'{args.src} ({report["layout"]} layout) -> {args.dst}: {len(state)} tensors, '
           f'{len(report["dropped"])} dropped {report["dropped"][:5]}')
 
@@ -78,13 +79,11 @@ def main():
 def mask2former_for_config(state, config):
     """The detectron2 Mask2Former state dict as the model of ``config`` names it, checked against
     that model built from the config."""
-    from dinat_mm import engine
     from dinat_mm.checkpoint import CheckpointError
     from dinat_mm.checkpoint.mask2former import ade20k_panoptic_order, from_detectron2
-    try:
-        cfg = engine.load_config(config)
-    except engine.UserError as err:
-        raise CheckpointError(str(err))
+    from dinat_mm.cli.config import load_config
+    from dinat_mm.registry import scope_models
+    cfg = load_config(config)
     head = dict(mmdet='panoptic_head', mmseg='decode_head').get(cfg.get('default_scope'))
     if head is None or 'Mask2Former' not in str(cfg.model.get(head, {}).get('type')):
         raise CheckpointError(f'{config} is not an mmdet/mmseg Mask2Former config')
@@ -93,7 +92,7 @@ def mask2former_for_config(state, config):
     converted, dropped = from_detectron2(state, head, order)
     cfg.model.backbone.init_cfg = None
     with torch.device('meta'):
-        want = {k: v.shape for k, v in engine.model_registry(cfg).build(cfg.model).state_dict().items()}
+        want = {k: v.shape for k, v in scope_models(cfg.default_scope).build(cfg.model).state_dict().items()}
     missing, unexpected = sorted(set(want) - set(converted)), sorted(set(converted) - set(want))
     wrong = [f'{k} {tuple(v.shape)} vs {tuple(want[k])}' for k, v in converted.items()
              if k in want and v.shape != want[k]]

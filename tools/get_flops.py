@@ -20,21 +20,22 @@ def main():
     args = parser.parse_args()
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import init_default_scope
-    from dinat_mm import engine
     from dinat_mm.analysis import count
+    from dinat_mm.cli.config import load_config
+    from dinat_mm.errors import UserError
+    from dinat_mm.registry import scope_models
     try:
-        cfg = engine.load_config(args.config)
-    except engine.UserError as err:
+        cfg = load_config(args.config)
+    except UserError as err:
         raise SystemExit(f'error: {err}')
     init_default_scope(cfg.default_scope)
     cfg.model.backbone.init_cfg = None
+    MODELS = scope_models(cfg.default_scope)
     if cfg.default_scope == 'mmdet':
-        from mmdet.registry import MODELS
         from mmdet.testing import demo_mm_inputs
         height, width = args.shape or (800, 1280)
         data = demo_mm_inputs(batch_size=1, image_shapes=[(3, height, width)], num_items=[1])
     else:
-        from mmseg.registry import MODELS
         from mmengine.structures import PixelData
         from mmseg.structures import SegDataSample
         height, width = args.shape or (512, 2048)

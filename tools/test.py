@@ -9,8 +9,9 @@ import sys
 
 from mmengine.runner import Runner
 
-from dinat_mm import engine
-from dinat_mm.checkpoint import CheckpointError, trusted_checkpoint_types
+from dinat_mm.checkpoint import require_checkpoint, trusted_checkpoint_types
+from dinat_mm.cli import checks, config
+from dinat_mm.errors import UserError
 
 
 def main():
@@ -20,26 +21,26 @@ def main():
     parser.add_argument('--out', help='also dump the raw predictions to this .pkl file')
     parser.add_argument('--show-dir', help='write pictures of the predictions to this folder')
     parser.add_argument('--tta', action='store_true', help="test-time augmentation (the config's tta_model and tta_pipeline)")
-    engine.add_common_arguments(parser)
+    config.add_common_arguments(parser)
     args = parser.parse_args()
     try:
-        cfg = engine.prepare(args)
+        cfg = config.prepare(args)
         cfg.load_from = args.checkpoint
         if args.show_dir:
-            engine.enable_visualization(cfg, os.path.abspath(args.show_dir))
+            config.enable_visualization(cfg, os.path.abspath(args.show_dir))
         if args.out:
-            engine.add_dump_results(cfg, args.out)
+            config.add_dump_results(cfg, args.out)
         if args.tta:
-            engine.enable_tta(cfg)
-        engine.check_checkpoint_exists(args.checkpoint)  # after the options, before any data is read
-        engine.check_dataset_paths(cfg, ['test_dataloader'])
-        engine.check_evaluators(cfg, ['test_evaluator'])
-        engine.check_panopticapi(cfg, ['test_dataloader', 'test_evaluator'])
+            config.enable_tta(cfg)
+        require_checkpoint(args.checkpoint)  # after the options, before any data is read
+        checks.check_dataset_paths(cfg, ['test_dataloader'])
+        checks.check_evaluators(cfg, ['test_evaluator'])
+        checks.check_panopticapi(cfg, ['test_dataloader', 'test_evaluator'])
         with trusted_checkpoint_types():  # mmengine's own torch.load of this project's checkpoints
             runner = Runner.from_cfg(cfg)
-            engine.check_checkpoint_matches(runner.model, args.checkpoint)
+            checks.check_checkpoint_matches(runner.model, args.checkpoint)
             runner.test()
-    except (engine.UserError, CheckpointError) as err:
+    except UserError as err:
         sys.exit(f'error: {err}')
 
 

@@ -3,16 +3,18 @@ picks the library).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp [force]] [--cfg-options k=v ...]
 
-Checkpoints are written atomically (dinat_mm.durable): a run killed at any moment, even during a
-save, continues with --resume from the newest checkpoint that loads.
+Checkpoints are written atomically (dinat_mm.runner.AtomicCheckpointHook): a run killed at any
+moment, even during a save, continues with --resume from the newest checkpoint that loads.
 """
 import argparse
 import sys
 
 from mmengine.runner import Runner
 
-from dinat_mm import durable, engine
-from dinat_mm.checkpoint import CheckpointError, load_checkpoint_file, trusted_checkpoint_types
+from dinat_mm.checkpoint import load_checkpoint_file, trusted_checkpoint_types
+from dinat_mm.cli import checks, config
+from dinat_mm.cli.resume import resume_point
+from dinat_mm.errors import UserError
 
 
 def main():
@@ -23,15 +25,15 @@ def main():
     parser.add_argument('--amp', nargs='?', const='on', choices=['on', 'force'],
                         help='mixed precision: float16 on GPU, bfloat16 autocast on CPU; refused on a CPU without '
                              'native bfloat16 (emulated, many times slower) unless --amp force')
-    engine.add_common_arguments(parser)
+    config.add_common_arguments(parser)
     args = parser.parse_args()
     try:
-        cfg = engine.prepare(args)
+        cfg = config.prepare(args)
         if args.amp:
-            engine.enable_amp(cfg, force=args.amp == 'force')
-        durable.make_checkpoints_atomic(cfg)
+            config.enable_amp(cfg, force=args.amp == 'force')
+        config.make_checkpoints_atomic(cfg)
         if args.resume == 'auto':
-            found = durable.resume_point(cfg.work_dir, load_checkpoint_file,
+            found = resume_point(cfg.work_dir, load_checkpoint_file,
                                          lambda msg: print(f'warning: {msg}', file=sys.stderr))
             if found is not None:
                 cfg.resume, cfg.load_from = True, found
@@ -40,12 +42,12 @@ def main():
         elif args.resume:
             load_checkpoint_file(args.resume)  # names a missing or truncated file before the run starts
             cfg.resume, cfg.load_from = True, args.resume
-        engine.check_dataset_paths(cfg, ['train_dataloader', 'val_dataloader'])
+        checks.check_dataset_paths(cfg, ['train_dataloader', 'val_dataloader'])
         validates = cfg.get('val_cfg') is not None and cfg.get('val_dataloader') is not None
         if validates:
-            engine.check_evaluators(cfg, ['val_evaluator'])
-        engine.check_panopticapi(cfg, ['train_dataloader'] + (['val_dataloader', 'val_evaluator'] if validates else []))
-    except (engine.UserError, CheckpointError) as err:
+            checks.check_evaluators(cfg, ['val_evaluator'])
+        checks.check_panopticapi(cfg, ['train_dataloader'] + (['val_dataloader', 'val_evaluator'] if validates else []))
+    except UserError as err:
         sys.exit(f'error: {err}')
     with trusted_checkpoint_types():  # mmengine's own torch.load of this project's checkpoints
         Runner.from_cfg(cfg).train()

@@ -18,5 +18,5 @@ log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 log_level = 'INFO'
 load_from = None
 resume = False
-# Random-generator states in checkpoints, so that --resume continues exactly (dinat_mm.engine).
+# Random-generator states in checkpoints, so that --resume continues exactly (dinat_mm.runner.RNGStateHook).
 custom_hooks = [dict(type='RNGStateHook')]

@@ -8,7 +8,7 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
-# Random-generator states in checkpoints, so that --resume continues exactly (dinat_mm.engine).
+# Random-generator states in checkpoints, so that --resume continues exactly (dinat_mm.runner.RNGStateHook).
 custom_hooks = [dict(type='RNGStateHook')]
 env_cfg = dict(
     cudnn_benchmark=True,

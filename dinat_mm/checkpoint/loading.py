@@ -19,9 +19,19 @@ import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
+from ..errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be (safely) loaded; the message names the file."""
+
+
+def require_checkpoint(path: str, url_ok: bool = True) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` unless it is a file (or, with ``url_ok``, an
+    http(s) URL, which mmengine downloads)."""
+    path = os.fspath(path)
+    if not ((url_ok and path.startswith(('http://', 'https://'))) or os.path.isfile(path)):
+        raise CheckpointError(f'checkpoint not found: {path}')
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
@@ -31,7 +41,8 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) is not allowed in a checkpoint')
 
 
-def trusted_types() -> list:
+def allowed_globals() -> list:
+    """What mmengine's training checkpoints hold beyond tensors: the weights-only allowlist."""
     numpy_core = getattr(np, '_core', None) or np.core
     dtypes = [type(np.dtype(t)) for t in ('float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64',
                                           'uint8', 'uint16', 'uint32', 'uint64', 'bool', 'str', 'object')]
@@ -54,7 +65,7 @@ def trusted_checkpoint_types() -> Iterator[None]:
         return
     _active += 1
     try:
-        with torch.serialization.safe_globals(trusted_types()):
+        with torch.serialization.safe_globals(allowed_globals()):
             yield
     finally:
         _active -= 1
@@ -63,8 +74,7 @@ def trusted_checkpoint_types() -> Iterator[None]:
 def load_checkpoint_file(path: str, map_location: str = 'cpu') -> Any:
     """Load a checkpoint file (``.safetensors`` or a torch pickle) without running code from it."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f'checkpoint not found: {path}')
+    require_checkpoint(path, url_ok=False)
     if path.endswith('.safetensors'):
         from safetensors import SafetensorError
         from safetensors.torch import load_file

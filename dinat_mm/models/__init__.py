@@ -1,4 +1,6 @@
-"""The DiNAT / NAT / DiNAT_s backbones; know nothing of checkpoint formats."""
+"""The DiNAT / NAT / DiNAT_s backbones and their variant table. A ``Pretrained`` init_cfg loads
+through :func:`dinat_mm.checkpoint.load_into_backbone` (as mmdet's backbones call mmengine's
+loader); the checkpoint layouts and key maps live in :mod:`dinat_mm.checkpoint`, not here."""
 from .dinat import NAT, DiNAT, DiNAT_s
 from .variants import ARCH_SETTINGS, DINAT_S_ARCH_SETTINGS
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -198,16 +198,17 @@ class DiNAT(BaseModule):
         in_patch_size (int): stride of the tokenizer; only 4 exists.
         frozen_stages (int): -1 freezes nothing; 0 freezes the tokenizer; n >= 1 also levels
             0..n-1 and their output norms. Frozen parts stay in eval mode.
-        layer_scale (float, optional): initial value of the per-channel scales gamma1/gamma2.
+        layer_scale (float, optional): initial value of the per-channel scales gamma1/gamma2; None
+            takes the arch preset's (no layer scale without an arch), 0 turns it off.
         with_cp (bool): activation checkpointing per layer (less memory, more compute).
         attn_backend (str): 'auto', 'torch', 'cpu' or 'natten' (see :func:`dinat_mm.ops.na2d`).
         pretrained (str, optional): deprecated, use init_cfg=dict(type='Pretrained', checkpoint=...).
         init_cfg (dict, optional): initialisation config.
     """
 
-    default_dilations = True  # NAT sets this to False: every dilation is 1
+    dilated = True  # NAT: False, every dilation is 1 and others are refused
     arch_settings = ARCH_SETTINGS
-    stage_name = 'levels'  # DiNAT_s: 'layers', the release's name there
+    levels_attr = 'levels'  # the release's name of the level list; DiNAT_s: 'layers'
 
     def _tokenizer(self, in_chans: int, embed_dim: int) -> nn.Module:
         return ConvTokenizer(in_chans, embed_dim)
@@ -216,8 +217,8 @@ class DiNAT(BaseModule):
         return ConvDownsampler(dim)
 
     @property
-    def stages(self) -> nn.ModuleList:
-        return getattr(self, self.stage_name)
+    def level_list(self) -> nn.ModuleList:
+        return getattr(self, self.levels_attr)
 
     def __init__(self, arch: Optional[str] = None, embed_dim: Optional[int] = None,
                  mlp_ratio: Optional[float] = None, depths: Optional[Sequence[int]] = None,
@@ -226,7 +227,7 @@ class DiNAT(BaseModule):
                  out_indices: Sequence[int] = (0, 1, 2, 3), qkv_bias: bool = True,
                  qk_scale: Optional[float] = None, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  in_chans: int = 3, in_patch_size: int = 4, frozen_stages: int = -1,
-                 layer_scale: Union[float, None, str] = 'preset', with_cp: bool = False,
+                 layer_scale: Optional[float] = None, with_cp: bool = False,
                  attn_backend: str = 'auto', pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if pretrained is not None:
@@ -240,9 +241,8 @@ class DiNAT(BaseModule):
         super().__init__(init_cfg=copy.deepcopy(init_cfg))
 
         given = dict(embed_dim=embed_dim, mlp_ratio=mlp_ratio, depths=depths, num_heads=num_heads,
-                     drop_path_rate=drop_path_rate, kernel_size=kernel_size, dilations=dilations)
-        if layer_scale != 'preset':
-            given['layer_scale'] = layer_scale
+                     drop_path_rate=drop_path_rate, kernel_size=kernel_size, dilations=dilations,
+                     layer_scale=layer_scale)
         if arch is None and embed_dim is None and depths is None and num_heads is None:
             arch = 'tiny'
         if arch is not None:
@@ -253,8 +253,9 @@ class DiNAT(BaseModule):
                 cfg['dilations'] = None  # the preset's dilations belong to the preset's depths
         else:
             cfg = dict(mlp_ratio=4.0, drop_path_rate=0.2, kernel_size=7, dilations=None, layer_scale=None)
-        cfg.update({k: v for k, v in given.items() if v is not None or k == 'layer_scale'})
-        if not self.default_dilations:
+        cfg.update({k: v for k, v in given.items() if v is not None})
+        cfg['layer_scale'] = cfg['layer_scale'] or None  # 0 turns off a preset's layer scale
+        if not self.dilated:
             if dilations is not None and any(d != 1 for level in dilations for d in level):
                 raise ValueError(f'{type(self).__name__} has no dilations (all are 1); got '
                                  f'dilations={dilations!r}: use DiNAT')
@@ -301,16 +302,16 @@ class DiNAT(BaseModule):
         self.patch_embed = self._tokenizer(in_chans, embed_dim)
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = torch.linspace(0, cfg['drop_path_rate'], sum(depths), device='cpu').tolist()
-        self.add_module(self.stage_name, nn.ModuleList())
+        self.add_module(self.levels_attr, nn.ModuleList())
         for i in range(levels):
             first = sum(depths[:i])
             blocks = [NATLayer(widths[i], num_heads[i], kernel_size, dilations[i][j], self.mlp_ratio,
                                qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr[first + j],
                                cfg['layer_scale'], attn_backend) for j in range(depths[i])]
-            self.stages.append(NATLevel(blocks, self._downsampler(widths[i]) if i < levels - 1 else None))
+            self.level_list.append(NATLevel(blocks, self._downsampler(widths[i]) if i < levels - 1 else None))
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(widths[i]))
-        self._freeze_stages()
+        self._freeze()
 
     def init_weights(self):
         pretrained = self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained'
@@ -337,12 +338,12 @@ class DiNAT(BaseModule):
             return []
         modules = [self.patch_embed]
         for i in range(self.frozen_stages):
-            modules.append(self.stages[i])
+            modules.append(self.level_list[i])
             if i in self.out_indices:
                 modules.append(getattr(self, f'norm{i}'))
         return modules
 
-    def _freeze_stages(self):
+    def _freeze(self):
         for m in self._frozen_modules():
             m.eval()
             for p in m.parameters():
@@ -350,7 +351,7 @@ class DiNAT(BaseModule):
 
     def train(self, mode: bool = True) -> 'DiNAT':
         super().train(mode)
-        self._freeze_stages()
+        self._freeze()
         return self
 
     def _check_input(self, x) -> None:
@@ -371,7 +372,7 @@ class DiNAT(BaseModule):
         self._check_input(x)
         x = self.pos_drop(self.patch_embed(x))
         outs = []
-        for i, level in enumerate(self.stages):
+        for i, level in enumerate(self.level_list):
             for layer in level.blocks:
                 x = self._run(layer, x)
             if i in self.out_indices:
@@ -384,7 +385,7 @@ class DiNAT(BaseModule):
 class NAT(DiNAT):
     """Neighborhood Attention Transformer: DiNAT with every dilation 1."""
 
-    default_dilations = False
+    dilated = False
 
 
 class DiNAT_s(DiNAT):  # noqa: N801  (the release's name, so its configs' backbone dicts work unchanged)
@@ -396,7 +397,7 @@ class DiNAT_s(DiNAT):  # noqa: N801  (the release's name, so its configs' backbo
     """
 
     arch_settings = DINAT_S_ARCH_SETTINGS
-    stage_name = 'layers'
+    levels_attr = 'layers'
 
     def __init__(self, *args, patch_size: int = 4, patch_norm: bool = True, pretrain_img_size: int = 224,
                  layer_scale: Optional[float] = None, **kwargs):
