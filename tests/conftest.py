@@ -1,8 +1,42 @@
-"""Test-session set-up shared by every test module."""
+"""Test-session set-up and the fixtures several modules share: the toy datasets and a checkpoint
+trained on each by tools/train.py, made once per session."""
 import os
+
+import pytest
 
 # Triton decides at decoration time whether its kernels are compiled or interpreted: set before any
 # test imports dinat_mm.ops.triton_kernels, so the Triton backend runs its kernels on CPU tensors in
 # Triton's interpreter (tests/test_triton.py). CUDA-less 'auto' dispatch is unaffected: on CPU it
 # never picks the Triton kernels.
 os.environ['TRITON_INTERPRET'] = '1'
+
+from tests.helpers.tools import (DET_TOY, SEG_TOY, run_python, toy_ade_options, toy_coco_options,  # noqa: E402
+                                  train_options)
+
+
+@pytest.fixture(scope='session')
+def toy_coco(tmp_path_factory):
+    from dinat_mm.toydata import make_toy_coco
+    return make_toy_coco(tmp_path_factory.mktemp('data') / 'toy_coco', num_train=16, num_val=4, seed=1)
+
+
+@pytest.fixture(scope='session')
+def toy_ade(tmp_path_factory):
+    from dinat_mm.toydata import make_toy_ade
+    return make_toy_ade(tmp_path_factory.mktemp('data') / 'toy_ade', num_train=8, num_val=3, seed=2)
+
+
+@pytest.fixture(scope='session')
+def det_checkpoint(toy_coco, tmp_path_factory):
+    """The toy Mask R-CNN DiNAT-Mini after one iteration of tools/train.py."""
+    work = tmp_path_factory.mktemp('det_work')
+    run_python('tools/train.py', DET_TOY, *train_options(work, 1, *toy_coco_options(toy_coco)))
+    return work / 'iter_1.pth'
+
+
+@pytest.fixture(scope='session')
+def seg_checkpoint(toy_ade, tmp_path_factory):
+    """The toy UPerNet DiNAT-Mini after one iteration of tools/train.py."""
+    work = tmp_path_factory.mktemp('seg_work')
+    run_python('tools/train.py', SEG_TOY, *train_options(work, 1, *toy_ade_options(toy_ade)))
+    return work / 'iter_1.pth'

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from dinat_mm import NAT, DiNAT
-from reference import na2d_brute
+from tests.helpers.reference import na2d_brute
 
 SMALL = dict(embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4], kernel_size=3, mlp_ratio=2.0,
              dilations=[[1], [2], [1, 3], [1]], drop_path_rate=0.0)
@@ -237,6 +237,9 @@ def test_presets_match_published_sizes(arch):
 def test_preset_facts():
     base = DiNAT(arch='base')
     assert base.levels[0].blocks[0].layer_scale and base.mlp_ratio == 2.0
+    assert torch.equal(base.levels[0].blocks[0].gamma1, torch.full((128,), 1e-5))  # the release's DiNAT-B
+    assert not DiNAT(arch='base', layer_scale=0).levels[0].blocks[0].layer_scale
+    assert torch.equal(DiNAT(arch='tiny', layer_scale=0.5).levels[1].blocks[0].gamma2, torch.full((128,), 0.5))
     tiny = DiNAT(arch='tiny')
     assert not tiny.levels[0].blocks[0].layer_scale
     assert tiny.dilations[0] == [1, 8, 1] and tiny.dilations[2][:4] == [1, 2, 1, 2]

@@ -1,4 +1,4 @@
-"""tools/benchmark.py --device runs (here on CPU, the Triton rows in the interpreter), so the GPU
+"""python -m benchmarks --device runs (here on CPU, the Triton rows in the interpreter), so the GPU
 command is tested before a GPU is lent. Nothing here judges speed: that is the benchmark's job."""
 import os
 import re
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_device_benchmark_runs_every_table_on_cpu():
     env = dict(os.environ, TRITON_INTERPRET='1')
-    run = subprocess.run([sys.executable, 'tools/benchmark.py', '--device', 'cpu', '--image', '48', '64',
+    run = subprocess.run([sys.executable, '-m', 'benchmarks', '--device', 'cpu', '--image', '48', '64',
                           '--repeats', '1'], cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
@@ -34,12 +34,11 @@ def test_kernel_floor_replays_every_linear_convolution_and_na2d_call_of_a_forwar
     # The compile table's floor: every GEMM, convolution and na2d call of one forward, replayed
     # alone. Counted here from the architecture: four linear layers (qkv, proj, fc1, fc2) and one
     # na2d call per layer; the two stem convolutions and one downsampler between levels.
-    sys.path.insert(0, str(REPO / 'tools'))
-    import benchmark
+    from benchmarks.cpu import kernel_floor
     from dinat_mm.models import DiNAT
     depths = [2, 1, 3, 1]
     model = DiNAT(embed_dim=16, depths=depths, num_heads=[1, 2, 2, 4], kernel_size=3, dilations=None).eval()
-    floor = benchmark.kernel_floor(model, torch.randn(1, 3, 96, 128), repeats=1)
+    floor = kernel_floor(model, torch.randn(1, 3, 96, 128), repeats=1)
     assert {kind: count for kind, (count, _) in floor.items()} == dict(
         Linear=4 * sum(depths), na2d=sum(depths), Conv2d=2 + len(depths) - 1)
     assert all(seconds > 0 for _, seconds in floor.values())

@@ -1,8 +1,6 @@
 """Every checkpoint layout loads through init_cfg, pretrained= and the converter with identical
 features; rpb tables resize; loading is safe (a pickle that would run code is refused)."""
 import os
-import subprocess
-import sys
 from pathlib import Path
 from unittest import mock
 
@@ -11,8 +9,9 @@ import torch
 
 from dinat_mm import DiNAT
 from dinat_mm.checkpoint import CheckpointError, load_checkpoint_file, load_into_backbone
+from tests.helpers.tools import REPO, load_tool
 
-REPO = Path(__file__).resolve().parents[1]
+convert = load_tool('convert_checkpoint')
 SMALL = dict(embed_dim=16, depths=[1, 1, 2, 1], num_heads=[1, 2, 2, 4], kernel_size=3, mlp_ratio=2.0,
              dilations=[[1], [2], [1, 3], [1]], drop_path_rate=0.0, layer_scale=0.5)
 X = torch.randn(2, 3, 45, 61, generator=torch.Generator().manual_seed(3))
@@ -153,9 +152,7 @@ def test_converter_writes_loadable_backbone_checkpoints(reference, tmp_path):
     for name, path, with_norms in layouts(reference, tmp_path):
         for ext in ('.safetensors', '.pth'):
             dst = tmp_path / f'converted_{Path(path).stem}{ext}'
-            out = subprocess.run([sys.executable, 'tools/convert_checkpoint.py', path, str(dst)], cwd=REPO,
-                                 capture_output=True, text=True)
-            assert out.returncode == 0, out.stderr[-2000:]
+            convert.main([str(path), str(dst)])
             assert set(load_checkpoint_file(dst)) <= set(reference.state_dict())
             model = fresh(init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
             model.init_weights()
@@ -165,7 +162,7 @@ def test_converter_writes_loadable_backbone_checkpoints(reference, tmp_path):
 
 def test_summary_is_logged_and_reports_dropped_and_missing(reference, tmp_path):
     path = save(release_classifier(reference), tmp_path / 'cls.pth')
-    with mock.patch('dinat_mm.checkpoint.into_model.print_log') as log:
+    with mock.patch('dinat_mm.checkpoint.backbone_loading.print_log') as log:
         report = load_into_backbone(fresh(), path)
     message = log.call_args[0][0]
     assert report['layout'] == 'native' and set(report['dropped']) == {'norm.weight', 'norm.bias', 'head.weight', 'head.bias'}
@@ -209,9 +206,9 @@ def test_a_pickle_that_would_run_code_is_refused_and_does_not_run(reference, tmp
                  lambda: fresh(init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()):
         with pytest.raises(CheckpointError, match=f'{path}: refused.*posix.system'):
             load()
-    out = subprocess.run([sys.executable, 'tools/convert_checkpoint.py', str(path), str(tmp_path / 'o.pth')],
-                         cwd=REPO, capture_output=True, text=True)
-    assert out.returncode != 0 and 'refused' in out.stderr and not (tmp_path / 'o.pth').exists()
+    with pytest.raises(SystemExit, match='refused'):
+        convert.main([str(path), str(tmp_path / 'o.pth')])
+    assert not (tmp_path / 'o.pth').exists()
     assert not marker.exists()
 
 
@@ -225,23 +222,21 @@ def test_missing_truncated_and_corrupt_files_are_named(reference, tmp_path):
             load_checkpoint_file(tmp_path / name)
 
 
+@pytest.mark.slow
 def test_whole_detector_conversion_loads_without_missing_keys(tmp_path):
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
-    register_all_modules()
+
+    from dinat_mm.registry import scope_models
     for config in ('maskrcnn_dinat_mini_coco.py', 'cascade_maskrcnn_dinat_mini_coco.py'):
         cfg = Config.fromfile(str(REPO / 'configs' / config))
         cfg.model.backbone.init_cfg = None
-        model = revert_sync_batchnorm(MODELS.build(cfg.model))
+        model = revert_sync_batchnorm(scope_models('mmdet').build(cfg.model))
         release = {'meta': {'CLASSES': ('person',)}, 'state_dict': dict(model.state_dict()),
                    'optimizer': {'state': {}, 'param_groups': []}}
         src = save(release, tmp_path / 'release.pth')
         dst = tmp_path / 'converted.pth'
-        out = subprocess.run([sys.executable, 'tools/convert_checkpoint.py', '--whole', src, str(dst)], cwd=REPO,
-                             capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr[-2000:]
+        convert.main(['--whole', str(src), str(dst)])
         converted = load_checkpoint_file(dst)
         assert set(converted) == {'state_dict', 'meta'}
         result = model.load_state_dict(converted['state_dict'], strict=True)
@@ -295,7 +290,7 @@ def test_dinat_s_release_classifier_and_detector_checkpoints_load(tmp_path):
         path = tmp_path / f'{name}.pth'
         torch.save(checkpoint, path)
         model = DiNAT_s(**S_CFG, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-        with mock.patch('dinat_mm.checkpoint.into_model.print_log') as log:
+        with mock.patch('dinat_mm.checkpoint.backbone_loading.print_log') as log:
             model.init_weights()
         message = log.call_args[0][0]
         assert message.startswith(f'DiNAT_s: loaded {len(backbone) + len(norms) - len(want_missing)}/'
@@ -308,6 +303,7 @@ def test_dinat_s_release_classifier_and_detector_checkpoints_load(tmp_path):
             assert all(torch.equal(state[k], v) for k, v in norms.items())
 
 
+@pytest.mark.slow
 def test_detectron2_mask2former_checkpoint_backbone_loads_into_dinat_large(tmp_path):
     """mask2former/dinat.py's D2DiNAT is DiNAT (levels, norm{i}) under 'backbone.'; the training
     checkpoints hold {'model': ..., 'iteration': ...}; the head (sem_seg_head.*) is dropped."""

@@ -1,53 +1,16 @@
 """mmdet's and mmseg's inference APIs on checkpoints written by tools/train.py, in fresh interpreters
 (only the config's custom_imports imports dinat_mm), and their refusal of a code-running pickle."""
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 import torch
 
-from dinat_mm.toydata import make_toy_ade, make_toy_coco
-
-REPO = Path(__file__).resolve().parents[1]
-DET = 'configs/toy/maskrcnn_dinat_mini_toy.py'
-SEG = 'configs/toy/upernet_dinat_mini_toy.py'
+from tests.helpers.tools import DET_TOY as DET
+from tests.helpers.tools import SEG_TOY as SEG
+from tests.helpers.tools import run_python
 
 
-def _python(script, cwd=REPO):
-    out = subprocess.run([sys.executable, '-c', textwrap.dedent(script)], cwd=cwd, capture_output=True, text=True,
-                         timeout=900)
-    return out.returncode, out.stdout + out.stderr
-
-
-def _train_one_iteration(config, work, options):
-    code, log = _python(f'''
-        import sys
-        sys.argv = ['tools/train.py', {config!r}, '--work-dir', {str(work)!r}, '--cfg-options', *{options!r},
-                    'train_cfg.max_iters=1', 'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=1']
-        exec(open('tools/train.py').read())
-    ''')
-    assert code == 0, log[-3000:]
-    return work / 'iter_1.pth'
-
-
-@pytest.fixture(scope='module')
-def det_checkpoint(tmp_path_factory):
-    root = make_toy_coco(tmp_path_factory.mktemp('data') / 'coco', num_train=4, num_val=2, seed=1)
-    options = [f'{loader}.dataset.data_root={root}/' for loader in ('train_dataloader', 'val_dataloader',
-                                                                     'test_dataloader')]
-    options += [f'{ev}.ann_file={root}/annotations/instances_val.json' for ev in ('val_evaluator', 'test_evaluator')]
-    return _train_one_iteration(DET, tmp_path_factory.mktemp('det'), options), next((root / 'val').glob('*.jpg'))
-
-
-@pytest.fixture(scope='module')
-def seg_checkpoint(tmp_path_factory):
-    root = make_toy_ade(tmp_path_factory.mktemp('data') / 'ade', num_train=4, num_val=2, seed=2)
-    options = [f'{loader}.dataset.data_root={root}' for loader in ('train_dataloader', 'val_dataloader',
-                                                                    'test_dataloader')]
-    return (_train_one_iteration(SEG, tmp_path_factory.mktemp('seg'), options),
-            next((root / 'images' / 'validation').glob('*.jpg')))
+def _python(script):
+    run = run_python('-c', script, ok=False)
+    return run.code, run.log
 
 
 class RunsCode:
@@ -69,8 +32,8 @@ def malicious(tmp_path):
 
 
 @pytest.mark.slow
-def test_det_inferencer_and_init_detector_load_a_training_checkpoint(det_checkpoint, tmp_path):
-    ckpt, image = det_checkpoint
+def test_det_inferencer_and_init_detector_load_a_training_checkpoint(det_checkpoint, toy_coco, tmp_path):
+    ckpt, image = det_checkpoint, next((toy_coco / 'val').glob('*.jpg'))
     code, log = _python(f'''
         import sys
         assert 'dinat_mm' not in sys.modules
@@ -88,8 +51,8 @@ def test_det_inferencer_and_init_detector_load_a_training_checkpoint(det_checkpo
 
 
 @pytest.mark.slow
-def test_seg_inferencer_and_init_model_load_a_training_checkpoint(seg_checkpoint, tmp_path):
-    ckpt, image = seg_checkpoint
+def test_seg_inferencer_and_init_model_load_a_training_checkpoint(seg_checkpoint, toy_ade, tmp_path):
+    ckpt, image = seg_checkpoint, next((toy_ade / 'images' / 'validation').glob('*.jpg'))
     code, log = _python(f'''
         import sys
         assert 'dinat_mm' not in sys.modules
@@ -106,6 +69,7 @@ def test_seg_inferencer_and_init_model_load_a_training_checkpoint(seg_checkpoint
     assert list((tmp_path / 'out' / 'vis').glob('*.jpg')) or list((tmp_path / 'out' / 'vis').glob('*.png'))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('api', ['DetInferencer', 'init_detector', 'MMSegInferencer', 'init_model'])
 def test_inference_apis_refuse_a_code_running_pickle(api, malicious):
     path, marker = malicious

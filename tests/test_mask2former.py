@@ -1,15 +1,15 @@
 """Mask2Former DiNAT-L configs (mmdet 3.x panoptic and instance, mmseg 1.x semantic): each loads,
 builds with the release's architecture, runs one training step and predicts, at a reduced image
 size and without data (the test checks the model and its losses, not the datasets)."""
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.models import at_reduced_width, build_model, check_full_size, seg_batch, train_step_and_predict
+from tests.helpers.tools import REPO, run_python
+
 M2F_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('mask2former_dinat_large_*.py'))
 MMDET = {'coco_panoptic': 133, 'coco_instance': 80, 'ade20k_panoptic': 150, 'ade20k_instance': 100,
          'cityscapes_instance': 8}
@@ -37,37 +37,10 @@ def _check_backbone(cfg):
     cfg.model.backbone.init_cfg = None  # no downloads in tests
 
 
-def _grads_reached(model):
-    """The first and the last backbone parameters (drop path may skip any block in between)."""
-    first, last = model.backbone.patch_embed.proj[0].weight.grad, model.backbone.norm3.weight.grad
-    return first is not None and last is not None and first.abs().sum() > 0 and last.abs().sum() > 0
-
-
-def _build_train_step_and_predict(cfg, models, data):
-    """The model of the config (the release's 220M parameters), one training step that reaches the
-    backbone's first and last parameters, and its predictions."""
-    torch.manual_seed(0)
-    model = models.build(cfg.model)
-    model.init_weights()
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    assert abs(params - 220) < 3, params  # the release's tables: 220M
-    model.train()
-    losses = model(**model.data_preprocessor(data, True), mode='loss')
-    total, _ = model.parse_losses(losses)
-    total.backward()
-    assert torch.isfinite(total) and _grads_reached(model)
-    model.eval()
-    with torch.no_grad():
-        return model(**model.data_preprocessor(data, False), mode='predict')
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize('config', [c for c in M2F_CONFIGS if task(c) in MMDET])
-def test_mmdet_mask2former_trains_a_step_and_predicts(config):
-    from mmdet.registry import MODELS
+def test_mmdet_mask2former_has_the_releases_size_and_trains_a_step_at_reduced_width(config):
     from mmdet.testing import demo_mm_inputs
-    from mmdet.utils import register_all_modules
-    register_all_modules()
     cfg = Config.fromfile(str(REPO / config))
     assert cfg.default_scope == 'mmdet' and cfg.model.panoptic_head.num_queries == 200
     _check_backbone(cfg)
@@ -76,7 +49,8 @@ def test_mmdet_mask2former_trains_a_step_and_predicts(config):
     assert head.num_things_classes + head.num_stuff_classes == classes and len(head.loss_cls.class_weight) == classes + 1
     data = demo_mm_inputs(batch_size=1, image_shapes=[(3, 96, 128)], num_items=[3], num_classes=classes,
                           with_mask=True, with_semantic=task(config).endswith('panoptic'))
-    pred = _build_train_step_and_predict(cfg, MODELS, data)[0]
+    check_full_size(config, cfg)
+    pred = train_step_and_predict(build_model(at_reduced_width(cfg).model, 'mmdet'), data)[1][0]
     if task(config).endswith('panoptic'):
         assert pred.pred_panoptic_seg.sem_seg.shape[-2:] == (96, 128)
     else:
@@ -85,16 +59,14 @@ def test_mmdet_mask2former_trains_a_step_and_predicts(config):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('config', [c for c in M2F_CONFIGS if task(c) in MMSEG])
-def test_mmseg_mask2former_trains_a_step_and_predicts(config):
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    from test_segmentation import _batch
-    register_all_modules()
+def test_mmseg_mask2former_has_the_releases_size_and_trains_a_step_at_reduced_width(config):
     cfg = Config.fromfile(str(REPO / config))
     assert cfg.default_scope == 'mmseg' and cfg.model.decode_head.num_queries == 100
     _check_backbone(cfg)
     cfg.model.data_preprocessor.size = (96, 128)
-    preds = _build_train_step_and_predict(cfg, MODELS, _batch((96, 128), n=1, classes=MMSEG[task(config)]))
+    check_full_size(config, cfg)
+    model = build_model(at_reduced_width(cfg).model, 'mmseg')
+    _, preds = train_step_and_predict(model, seg_batch((96, 128), n=1, classes=MMSEG[task(config)]))
     assert preds[0].pred_sem_seg.data.shape == (1, 96, 128)
 
 
@@ -197,33 +169,24 @@ _ADE_IDS = {'wall': 0, 'sky': 2, 'bed': 7, 'person': 12, 'car': 20, 'grass': 9, 
 def _convert(tmp_path, state, config):
     src, dst = tmp_path / 'd2.pth', tmp_path / 'mm.pth'
     torch.save({'model': state, 'iteration': 1}, src)
-    out = subprocess.run([sys.executable, 'tools/convert_checkpoint.py', src, dst, '--whole', '--config', config],
-                         cwd=REPO, capture_output=True, text=True)
-    return out, dst
+    return run_python('tools/convert_checkpoint.py', src, dst, '--whole', '--config', config, ok=False), dst
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name, classes, queries', [('coco_panoptic', 133, 200), ('ade20k_panoptic', 150, 200),
                                                     ('ade20k_semantic', 150, 100)])
 def test_detectron2_mask2former_checkpoint_converts_to_the_config_model(tmp_path, name, classes, queries):
+    from dinat_mm.registry import scope_models
     config = f'configs/mask2former_dinat_large_{name}.py'
     state = _detectron2_state(classes, queries, torch.Generator().manual_seed(1))
     out, dst = _convert(tmp_path, state, config)
-    assert out.returncode == 0, out.stderr
+    assert out.code == 0, out.stderr
     converted = torch.load(dst, weights_only=True)['state_dict']
     cfg = Config.fromfile(REPO / config)
     cfg.model.backbone.init_cfg = None
-    if name in MMSEG:
-        from mmseg.registry import MODELS
-        from mmseg.utils import register_all_modules
-        head = 'decode_head'
-    else:
-        from mmdet.registry import MODELS
-        from mmdet.utils import register_all_modules
-        head = 'panoptic_head'
-    register_all_modules()
+    head = 'decode_head' if name in MMSEG else 'panoptic_head'
     with torch.device('meta'):
-        model = MODELS.build(cfg.model)
+        model = scope_models(cfg.default_scope).build(cfg.model)
     model.load_state_dict(converted, strict=True, assign=True)  # every key, every shape
     for mm, d2 in _SAME.items():
         assert torch.equal(converted[f'{head}.{mm}'], state[d2]), mm
@@ -246,15 +209,14 @@ def test_detectron2_mask2former_conversion_refuses_a_missing_or_wrong_config(tmp
     state = _detectron2_state(133, 200, torch.Generator().manual_seed(2))
     src = tmp_path / 'd2.pth'
     torch.save({'model': state}, src)
-    out = subprocess.run([sys.executable, 'tools/convert_checkpoint.py', src, tmp_path / 'a.pth', '--whole'],
-                         cwd=REPO, capture_output=True, text=True)
-    assert out.returncode != 0 and 'is a detectron2 Mask2Former checkpoint: give --config' in out.stderr
+    out = run_python('tools/convert_checkpoint.py', src, tmp_path / 'a.pth', '--whole', ok=False)
+    assert out.code != 0 and 'is a detectron2 Mask2Former checkpoint: give --config' in out.stderr
     out, dst = _convert(tmp_path, state, 'configs/maskrcnn_dinat_tiny_coco.py')
-    assert out.returncode != 0 and 'configs/maskrcnn_dinat_tiny_coco.py is not an mmdet/mmseg Mask2Former config' in out.stderr
+    assert out.code != 0 and 'configs/maskrcnn_dinat_tiny_coco.py is not an mmdet/mmseg Mask2Former config' in out.stderr
     out, dst = _convert(tmp_path, state, 'configs/mask2former_dinat_large_ade20k_semantic.py')  # 133 classes vs 150
-    assert out.returncode != 0 and 'does not fit configs/mask2former_dinat_large_ade20k_semantic.py' in out.stderr
+    assert out.code != 0 and 'does not fit configs/mask2former_dinat_large_ade20k_semantic.py' in out.stderr
     assert 'cls_embed.weight (134, 256) vs (151, 256)' in out.stderr
-    assert not dst.exists() and not list(tmp_path.glob('*.part'))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['d2.pth']  # nothing written, not even in part
 
 
 @pytest.mark.parametrize('config', M2F_CONFIGS)

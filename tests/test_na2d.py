@@ -8,7 +8,7 @@ import torch
 
 from dinat_mm.ops import na2d
 from dinat_mm.ops import cpu_kernel, natten_backend
-from reference import na2d_brute, natten_window
+from tests.helpers.reference import na2d_brute, natten_window
 
 
 def _inputs(B, heads, H, W, D, kernel, dtype=torch.float64, seed=0):
@@ -334,6 +334,7 @@ print((status_kib('VmHWM') - base) * 1024)
 '''
 
 
+@pytest.mark.slow
 def test_stage1_shape_runs_well_under_1gb():
     """200x304 map, 2 heads, head_dim 32, k 7: a full N x N score matrix would need 14.8 GB."""
     out = subprocess.run([sys.executable, '-c', STAGE1_PEAK], capture_output=True, text=True, check=True)

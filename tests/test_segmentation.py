@@ -10,13 +10,13 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from dinat_mm.toydata import make_toy_ade
-from kill_resume import train_with_kills
-from test_detection import BACKBONE_TYPES, ONE_ITER, as_shipped, assert_same_training_state, family
+from tests.helpers.kill_resume import assert_same_training_state, train_with_kills
+from tests.helpers.models import (BACKBONE_TYPES, at_reduced_width, build_model, check_full_size, family,
+                                   seg_batch, train_step_and_predict)
+from tests.helpers.tools import FEW_LAYERS, ONE_ITER, REPO, as_shipped, run_python
+from tests.helpers.tools import SEG_TOY as TOY
 
-REPO = Path(__file__).resolve().parents[1]
 SEG_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('upernet_*_ade20k.py'))
-TOY = 'configs/toy/upernet_dinat_mini_toy.py'
 
 
 def test_all_segmentation_configs_are_shipped():
@@ -26,49 +26,17 @@ def test_all_segmentation_configs_are_shipped():
     assert {Path(c).name for c in SEG_CONFIGS} == {f'upernet_{f}_{v}_ade20k.py' for f, vs in release.items() for v in vs}
 
 
-def _batch(size, n=2, classes=150):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    g = torch.Generator().manual_seed(0)
-    inputs, samples = [], []
-    for _ in range(n):
-        inputs.append(torch.randint(0, 256, (3, *size), generator=g, dtype=torch.uint8))
-        sample = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, classes, (1, *size), generator=g)))
-        sample.set_metainfo(dict(img_shape=size, ori_shape=size, pad_shape=size, padding_size=[0, 0, 0, 0]))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
 @pytest.mark.parametrize('config', SEG_CONFIGS)
-def test_config_builds_offline_trains_a_step_and_predicts_full_resolution(config):
-    from mmengine.model import revert_sync_batchnorm
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
+def test_config_has_the_releases_size_and_trains_a_step_at_reduced_width_predicting_full_resolution(config):
     cfg = Config.fromfile(str(REPO / config))
     assert cfg.default_scope == 'mmseg' and cfg.model.backbone.type == BACKBONE_TYPES[family(config)]
     assert cfg.model.backbone.init_cfg.checkpoint.startswith(('https://shi-labs.com/projects/dinat/checkpoints/',
                                                               'https://shi-labs.com/projects/nat/checkpoints/CLS/'))
-    cfg.model.backbone.init_cfg = None  # no downloads in tests
+    check_full_size(config, cfg)
     cfg.model.data_preprocessor.size = (64, 80)
-    torch.manual_seed(0)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    model.init_weights()
-    data = _batch((64, 80))
-    model.train()
-    losses = model(**model.data_preprocessor(data, True), mode='loss')
-    total, _ = model.parse_losses(losses)
-    total.backward()
-    assert torch.isfinite(total) and next(model.backbone.patch_embed.parameters()).grad.abs().sum() > 0
-    model.eval()
-    with torch.no_grad():
-        preds = model(**model.data_preprocessor(data, False), mode='predict')
+    model = build_model(at_reduced_width(cfg).model, 'mmseg')
+    _, preds = train_step_and_predict(model, seg_batch((64, 80)))
     assert [p.pred_sem_seg.data.shape for p in preds] == [(1, 64, 80)] * 2
-
-
-@pytest.fixture(scope='module')
-def toy_ade(tmp_path_factory):
-    return make_toy_ade(tmp_path_factory.mktemp('data') / 'toy_ade', num_train=8, num_val=3, seed=2)
 
 
 def _options(root, work, iters=2):
@@ -78,19 +46,15 @@ def _options(root, work, iters=2):
             'train_dataloader.batch_size=2']
 
 
-def _run(*args, env=None):
-    out = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=900,
-                         env=env)
-    assert out.returncode == 0, f'{args}:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}'
-    return out.stdout + out.stderr
+def _run(*args, env=None) -> str:
+    return run_python(*args, env=env).log
 
 
 @pytest.mark.slow
-def test_toy_run_through_tools_yields_miou_and_tta_runs(toy_ade, tmp_path):
-    work = tmp_path / 'work'
-    _run('tools/train.py', TOY, *_options(toy_ade, work))
-    ckpt = work / 'iter_2.pth'
-    log = _run('tools/test.py', TOY, ckpt, '--show-dir', tmp_path / 'vis', *_options(toy_ade, work)[:2],
+def test_toy_run_through_tools_yields_miou_and_tta_runs(toy_ade, seg_checkpoint, tmp_path):
+    """seg_checkpoint is tools/train.py's; here tools/test.py evaluates and draws it, with and without TTA."""
+    ckpt = seg_checkpoint
+    log = _run('tools/test.py', TOY, ckpt, '--show-dir', tmp_path / 'vis', '--work-dir', tmp_path / 'work',
                '--cfg-options', *[f'test_dataloader.dataset.data_root={toy_ade}'])
     assert re.search(r'mIoU: \d+\.\d+', log)
     assert len(list((tmp_path / 'vis').rglob('*.png'))) == 3
@@ -100,11 +64,12 @@ def test_toy_run_through_tools_yields_miou_and_tta_runs(toy_ade, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('config', ['configs/upernet_nat_mini_ade20k.py', 'configs/upernet_dinat_s_tiny_ade20k.py',
+@pytest.mark.parametrize('config', ['configs/upernet_dinat_s_tiny_ade20k.py',
                                     'configs/mask2former_dinat_large_ade20k_semantic.py'])
 def test_family_config_runs_through_train_and_test_tools_unchanged(config, toy_ade, tmp_path):
-    """NAT's and DiNAT_s' UPerNet and Mask2Former DiNAT-L, the config files as shipped; --cfg-options
-    give the data root, one iteration, no ImageNet download and no worker processes."""
+    """DiNAT_s' UPerNet (NAT runs through a Cascade in tests/test_detection.py) and Mask2Former
+    DiNAT-L, the config files as shipped; --cfg-options give the data root, one iteration, no
+    ImageNet download and no worker processes."""
     options = as_shipped(toy_ade)
     work = tmp_path / 'work'
     _run('tools/train.py', config, '--work-dir', work, '--cfg-options', *options, *ONE_ITER)
@@ -131,10 +96,10 @@ def test_two_process_gloo_training_ends_with_identical_weights_on_both_ranks_the
     # The toy UPerNet's heads use SyncBN: on CPU tools/train.py makes it BN, or gloo would fail.
     config = tmp_path / 'ddp.py'
     config.write_text(f"_base_ = ['{REPO / TOY}']\n"
-                      "custom_imports = dict(imports=['dinat_mm', 'rank_weights'], allow_failed_imports=False)\n"
+                      "custom_imports = dict(imports=['dinat_mm', 'tests.helpers.rank_weights'], allow_failed_imports=False)\n"
                       "custom_hooks = [dict(type='RNGStateHook'), dict(type='SaveRankWeightsHook')]\n")
     env = dict(os.environ, PYTHON=sys.executable, PORT='29523', OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join([str(REPO / 'tests'), os.environ.get('PYTHONPATH', '')]))
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
     work = tmp_path / 'dist'
     out = subprocess.run(['bash', 'tools/dist_train.sh', config, '2', *map(str, _options(toy_ade, work, 3))],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
@@ -168,12 +133,12 @@ def MODELS_STATE(config):
 def test_syncbn_becomes_bn_for_cpu_distributed_runs_of_the_upernet_config(monkeypatch):
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
-    from dinat_mm import engine
+    from dinat_mm.cli import config
     register_all_modules()
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cfg = Config.fromfile(str(REPO / 'configs/upernet_dinat_tiny_ade20k.py'))
     assert "type='SyncBN'" in cfg.pretty_text
-    engine.configure_launcher(cfg, 'pytorch')
+    config.configure_launcher(cfg, 'pytorch')
     assert "type='SyncBN'" not in cfg.pretty_text and cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert cfg.model_wrapper_cfg.device_ids is None and cfg.custom_hooks[-1].type == 'SyncNormStatsHook'
     cfg.model.backbone.init_cfg = None
@@ -186,11 +151,11 @@ def test_syncbn_becomes_bn_for_cpu_distributed_runs_of_the_upernet_config(monkey
 def test_tta_runs_every_image_through_each_scale_and_flip(toy_ade, tmp_path):
     from mmengine.runner import Runner
     from mmseg.models import SegTTAModel
-    from dinat_mm import engine
+    from dinat_mm.cli import config
     cfg = Config.fromfile(str(REPO / TOY))
     cfg.work_dir = str(tmp_path)
     cfg.test_dataloader.dataset.data_root = str(toy_ade)
-    engine.enable_tta(cfg)
+    config.enable_tta(cfg)
     runner = Runner.from_cfg(cfg)
     assert isinstance(runner.model, SegTTAModel)
     seen = []
@@ -206,32 +171,29 @@ def test_tta_runs_every_image_through_each_scale_and_flip(toy_ade, tmp_path):
             assert torch.equal(flipped, plain.flip(-1))  # the same scale, mirrored
 
 
+@pytest.mark.slow
 def test_amp_runs_the_segmentors_forward_under_bfloat16_autocast_in_its_optimizer_context():
     from mmengine.optim import build_optim_wrapper
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    from dinat_mm import engine
-    register_all_modules()
+    from dinat_mm.cli import config
     cfg = Config.fromfile(str(REPO / TOY))
-    engine.enable_amp(cfg, force=True)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    config.enable_amp(cfg, force=True)
+    model = build_model(cfg.model, 'mmseg')
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     states = []
     model.backbone.register_forward_hook(lambda m, i, o: states.append(
         (torch.is_autocast_enabled('cpu'), torch.get_autocast_dtype('cpu'), o[0].dtype)))
     model.decode_head.conv_seg.register_forward_hook(lambda m, i, o: states.append(
         (torch.is_autocast_enabled('cpu'), torch.get_autocast_dtype('cpu'), o.dtype)))
-    losses = model.train_step(_batch((128, 128), classes=5), wrapper)
+    losses = model.train_step(seg_batch((128, 128), classes=5), wrapper)
     assert states == [(True, torch.bfloat16, torch.bfloat16)] * 2
     assert torch.isfinite(losses['decode.loss_ce'])
     assert not torch.is_autocast_enabled('cpu')  # only inside the optimizer context
 
 
+@pytest.mark.slow
 def test_tta_needs_the_config_entries(tmp_path):
-    out = subprocess.run([sys.executable, 'tools/test.py', 'configs/maskrcnn_dinat_mini_coco.py', 'x.pth', '--tta'],
-                         cwd=REPO, capture_output=True, text=True)
-    assert out.returncode != 0 and '--tta needs tta_model and tta_pipeline in the config' in out.stderr
+    out = run_python('tools/test.py', 'configs/maskrcnn_dinat_mini_coco.py', 'x.pth', '--tta', ok=False)
+    assert out.code != 0 and '--tta needs tta_model and tta_pipeline in the config' in out.stderr
 
 
 @pytest.mark.slow
@@ -247,7 +209,7 @@ def test_compile_trains_the_toy_segmentor(toy_ade, tmp_path):
     cache = tmp_path / 'inductor'
     work = tmp_path / 'compiled'
     _run('tools/train.py', TOY, '--compile', *_options(toy_ade, work), 'val_cfg=None', 'val_dataloader=None',
-         'val_evaluator=None', env=dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(cache)))
+         'val_evaluator=None', *FEW_LAYERS, env=dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(cache)))
     assert "type='CompileHook'" in (work / Path(TOY).name).read_text()
     assert list(cache.rglob('*.py')), 'inductor generated no code: nothing was compiled'
     assert (work / 'iter_2.pth').is_file()

@@ -1,29 +1,28 @@
 """The tools' refusals (each names what is wrong, before any work is done), --amp on CPUs without
 native bfloat16, auto-resume's choice of checkpoint, and get_flops.py / make_toy_data.py runs."""
-import json
 import importlib.util
-import subprocess
-import sys
-import textwrap
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
 
-from dinat_mm import durable, engine
+from dinat_mm.cli import checks
+from dinat_mm.cli import config as tool_config
+from dinat_mm.cli.resume import resume_point
+from dinat_mm.errors import UserError
+from dinat_mm.runner import cpu_bf16_support
 
-REPO = Path(__file__).resolve().parents[1]
-DET = 'configs/toy/maskrcnn_dinat_mini_toy.py'
-SEG = 'configs/toy/upernet_dinat_mini_toy.py'
+from tests.helpers.tools import DET_TOY as DET
+from tests.helpers.tools import SEG_TOY as SEG
+from tests.helpers.tools import REPO, run_python
 
 
 def _tool(*args, prelude=''):
     """Run a tool (optionally after ``prelude`` in the same interpreter); returns (exit code, stderr)."""
-    script = textwrap.dedent(prelude) + f'\nimport sys\nsys.argv = {list(map(str, args))!r}\n' \
-        "exec(compile(open(sys.argv[0]).read(), sys.argv[0], 'exec'))"
-    out = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True, text=True, timeout=600)
-    return out.returncode, out.stderr
+    run = run_python(*args, prelude=prelude, ok=False)
+    return run.code, run.stderr
 
 
 @pytest.fixture(scope='module')
@@ -36,6 +35,7 @@ def other_scope(tmp_path_factory):
 @pytest.mark.parametrize('case', ['test_missing_checkpoint', 'test_out_not_pkl', 'train_resume_missing',
                                   'train_other_scope', 'test_other_scope', 'train_slurm', 'convert_missing_source',
                                   'convert_unknown_layout', 'convert_whole_to_safetensors', 'flops_other_scope'])
+@pytest.mark.slow
 def test_bad_input_is_refused_with_a_message_that_names_it(case, tmp_path, other_scope):
     unknown = tmp_path / 'resnet.pth'
     torch.save({'conv1.weight': torch.zeros(4, 3, 3, 3), 'fc.weight': torch.zeros(10, 4)}, unknown)
@@ -75,30 +75,31 @@ def _pretend_no_native_bf16(monkeypatch):
 
 def test_cpu_bf16_support_follows_the_cpu_flags(monkeypatch):
     monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: True)
-    assert engine.cpu_bf16_support() is None
+    assert cpu_bf16_support() is None
     _pretend_no_native_bf16(monkeypatch)
     if 'bf16' not in Path('/proc/cpuinfo').read_text().split():  # x86 names it avx512_bf16, ARM bf16
-        assert engine.cpu_bf16_support().startswith(f'CPU capability {torch.backends.cpu.get_cpu_capability()}')
+        assert cpu_bf16_support().startswith(f'CPU capability {torch.backends.cpu.get_cpu_capability()}')
 
 
 @pytest.mark.parametrize('config', [DET, SEG])
 def test_amp_is_refused_without_native_bf16_unless_forced(config, monkeypatch):
-    monkeypatch.setattr(engine, 'cpu_bf16_support', lambda: 'CPU capability AVX2, without AVX512_BF16, AMX or BF16')
+    monkeypatch.setattr(tool_config, 'cpu_bf16_support', lambda: 'CPU capability AVX2, without AVX512_BF16, AMX or BF16')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cfg = Config.fromfile(str(REPO / config))
-    with pytest.raises(engine.UserError, match=r'--amp on this CPU \(CPU capability AVX2.*would emulate bfloat16.*'
-                                               r'12.67 s.*1.56 s.*--amp force'):
-        engine.enable_amp(cfg)
+    with pytest.raises(UserError, match=r'--amp on this CPU \(CPU capability AVX2.*would emulate bfloat16.*'
+                                               r'docs/performance.md.*--amp force'):
+        tool_config.enable_amp(cfg)
     assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper' and 'BF16FeaturesHook' not in cfg.pretty_text
-    engine.enable_amp(cfg, force=True)
+    tool_config.enable_amp(cfg, force=True)
     assert cfg.optim_wrapper.type == 'CPUBF16OptimWrapper' or \
         any(h.type == 'BF16FeaturesHook' for h in cfg.custom_hooks)
 
 
+@pytest.mark.slow
 def test_train_tool_refuses_amp_before_training_and_accepts_force():
     prelude = '''
-        import dinat_mm.engine as e
-        e.cpu_bf16_support = lambda: 'CPU capability AVX2, without AVX512_BF16, AMX or BF16'
+        import dinat_mm.cli.config as c
+        c.cpu_bf16_support = lambda: 'CPU capability AVX2, without AVX512_BF16, AMX or BF16'
     '''
     code, err = _tool('tools/train.py', DET, '--amp', prelude=prelude)
     assert code != 0 and '--amp on this CPU (CPU capability AVX2' in err and 'Traceback' not in err
@@ -116,41 +117,37 @@ def test_resume_point_takes_the_newest_readable_checkpoint_and_names_the_rest(tm
     from dinat_mm.checkpoint import load_checkpoint_file
     import os
     warnings = []
-    assert durable.resume_point(str(tmp_path), load_checkpoint_file, warnings.append) is None  # a first run
+    assert resume_point(str(tmp_path), load_checkpoint_file, warnings.append) is None  # a first run
     old, good, bad = _save(tmp_path / 'iter_2.pth'), _save(tmp_path / 'iter_4.pth'), _save(tmp_path / 'iter_6.pth')
     bad.write_bytes(bad.read_bytes()[:200])  # a full disk, or a run killed by an older tool
     for i, p in enumerate((old, good, bad)):
         os.utime(p, ns=(10**18 + i * 10**9,) * 2)
     (tmp_path / 'last_checkpoint').write_text(str(bad))
-    assert durable.resume_point(str(tmp_path), load_checkpoint_file, warnings.append) == str(good)
+    assert resume_point(str(tmp_path), load_checkpoint_file, warnings.append) == str(good)
     assert f'{bad}: truncated or corrupt checkpoint' in warnings[0]
     assert f'resuming from {good}, the newest readable checkpoint (last_checkpoint names {bad})' in warnings[1]
     warnings.clear()
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_8.pth'))  # removed by hand
     bad.unlink()
-    assert durable.resume_point(str(tmp_path), load_checkpoint_file, warnings.append) == str(good)
+    assert resume_point(str(tmp_path), load_checkpoint_file, warnings.append) == str(good)
     assert f'names {tmp_path}/iter_8.pth, which does not exist' in warnings[0]
 
 
+@pytest.mark.slow
 def test_get_flops_reports_the_models_parameter_count():
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
-    out = subprocess.run([sys.executable, 'tools/get_flops.py', SEG, '--shape', '64', '96'], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
+    from dinat_mm.registry import scope_models
+    out = run_python('tools/get_flops.py', SEG, '--shape', '64', '96')
     cfg = Config.fromfile(str(REPO / SEG))
-    params = sum(p.numel() for p in MODELS.build(cfg.model).parameters())
+    params = sum(p.numel() for p in scope_models('mmseg').build(cfg.model).parameters())
     line = out.stdout.strip().splitlines()[-1]
     assert line.startswith(f'{SEG}: input 64x96, params {params / 1e6:.1f} M, FLOPs '), line
     assert float(line.split('FLOPs ')[1].split()[0]) >= 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['coco', 'ade'])
 def test_make_toy_data_writes_the_requested_splits(kind, tmp_path):
-    out = subprocess.run([sys.executable, 'tools/make_toy_data.py', kind, tmp_path / kind, '--train', '3', '--val', '2',
-                          '--size', '64'], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
+    run_python('tools/make_toy_data.py', kind, tmp_path / kind, '--train', '3', '--val', '2', '--size', '64')
     root = tmp_path / kind
     if kind == 'coco':
         for split, n in (('train', 3), ('val', 2)):
@@ -167,9 +164,7 @@ def test_make_toy_data_writes_the_requested_splits(kind, tmp_path):
 def test_get_flops_counts_mmseg_mask2former_whose_head_needs_the_samples():
     """mmseg's EncoderDecoder tensor mode calls Mask2FormerHead.forward without the samples it needs."""
     config = 'configs/mask2former_dinat_large_ade20k_semantic.py'
-    out = subprocess.run([sys.executable, 'tools/get_flops.py', config, '--shape', '64', '64'], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = run_python('tools/get_flops.py', config, '--shape', '64', '64')
     line = out.stdout.strip().splitlines()[-1]
     assert line.startswith(f'{config}: input 64x64, params 219.9 M, FLOPs '), line
     parts = dict(p.rsplit(' ', 2)[:2] for p in line.split('(')[1].rstrip(')').split(', '))
@@ -182,11 +177,11 @@ def test_evaluator_files_are_checked_before_inference(tmp_path):
     ann.write_text('{}')
     cfg = Config(dict(test_evaluator=[dict(type='CocoMetric', ann_file=str(ann)),
                                       dict(type='CocoMetric', ann_file=str(tmp_path / 'nowhere.json'))]))
-    with pytest.raises(engine.UserError, match=f'test_evaluator.1 \\(CocoMetric\\): ann_file not found: '
+    with pytest.raises(UserError, match=f'test_evaluator.1 \\(CocoMetric\\): ann_file not found: '
                                                f'{tmp_path}/nowhere.json .*--cfg-options test_evaluator.1.ann_file='):
-        engine.check_evaluators(cfg, ['test_evaluator'])
+        checks.check_evaluators(cfg, ['test_evaluator'])
     cfg.test_evaluator.pop(1)
-    engine.check_evaluators(cfg, ['test_evaluator'])  # raises if the existing file were refused
+    checks.check_evaluators(cfg, ['test_evaluator'])  # raises if the existing file were refused
 
 
 def test_panopticapi_is_named_where_mmdet_would_import_it(monkeypatch):
@@ -202,11 +197,11 @@ def test_panopticapi_is_named_where_mmdet_would_import_it(monkeypatch):
             return object() if name in present else None
         return real(name, *args)
     monkeypatch.setattr(importlib.util, 'find_spec', find_spec)
-    with pytest.raises(engine.UserError, match=r'LoadPanopticAnnotations needs panopticapi.utils.*pip install git\+'):
-        engine.check_panopticapi(cfg, ['train_dataloader'])
-    with pytest.raises(engine.UserError, match='CocoPanopticMetric needs panopticapi.evaluation'):
-        engine.check_panopticapi(cfg, ['test_evaluator'])
+    with pytest.raises(UserError, match=r'LoadPanopticAnnotations needs panopticapi.utils.*pip install git\+'):
+        checks.check_panopticapi(cfg, ['train_dataloader'])
+    with pytest.raises(UserError, match='CocoPanopticMetric needs panopticapi.evaluation'):
+        checks.check_panopticapi(cfg, ['test_evaluator'])
     present.update({'panopticapi', 'panopticapi.utils'})  # a package without evaluation
-    engine.check_panopticapi(cfg, ['train_dataloader'])
-    with pytest.raises(engine.UserError, match='CocoPanopticMetric needs panopticapi.evaluation'):
-        engine.check_panopticapi(cfg, ['test_evaluator'])
+    checks.check_panopticapi(cfg, ['train_dataloader'])
+    with pytest.raises(UserError, match='CocoPanopticMetric needs panopticapi.evaluation'):
+        checks.check_panopticapi(cfg, ['test_evaluator'])

@@ -13,19 +13,20 @@ import torch
 from dinat_mm.ops import na2d, triton_backend
 
 na2d_module = importlib.import_module('dinat_mm.ops.na2d')  # the module, not the function of that name
-from reference import na2d_brute
+from tests.helpers.reference import na2d_brute
 
 # (H, W, kernel, dilation, rpb, scale, head_dim): k 3/5/7, each size's largest dilation, odd and
 # non-square maps, pair kernels and dilations, head_dim 16 and 32 (DiNAT's).
+SLOW = pytest.mark.slow  # the larger maps take several seconds each in the interpreter
 CASES = [
     (9, 11, 3, 1, True, None, 16),
-    (11, 13, 3, (3, 4), True, 0.37, 16),  # the largest dilations of an 11x13 map at k = 3
+    pytest.param(11, 13, 3, (3, 4), True, 0.37, 16, marks=SLOW),  # the largest dilations of an 11x13 map at k = 3
     (13, 10, 5, 2, False, None, 32),
-    (10, 15, 5, (2, 3), True, None, 16),  # the largest of a 10x15 map at k = 5
+    pytest.param(10, 15, 5, (2, 3), True, None, 16, marks=SLOW),  # the largest of a 10x15 map at k = 5
     (8, 13, 7, 1, True, 0.21, 32),
-    (15, 21, 7, (2, 3), True, None, 16),  # the largest of a 15x21 map at k = 7
-    (17, 9, (7, 3), (2, 3), False, 0.5, 16),
-    (20, 17, 3, (6, 5), True, None, 16),  # the largest of a 20x17 map at k = 3
+    pytest.param(15, 21, 7, (2, 3), True, None, 16, marks=SLOW),  # the largest of a 15x21 map at k = 7
+    pytest.param(17, 9, (7, 3), (2, 3), False, 0.5, 16, marks=SLOW),
+    pytest.param(20, 17, 3, (6, 5), True, None, 16, marks=SLOW),  # the largest of a 20x17 map at k = 3
 ]
 
 
@@ -60,6 +61,7 @@ def test_float64_outputs_and_gradients_match_brute_force(H, W, kernel, dilation,
         torch.testing.assert_close(a, b, atol=1e-9, rtol=0, msg=f'gradient of {name}')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('head_dim', [16, 32])
 def test_strided_heads_like_the_backbone(head_dim):
     # the backbone passes q, k, v as views of one [B, H, W, 3, heads, D] projection
@@ -74,6 +76,7 @@ def test_strided_heads_like_the_backbone(head_dim):
         torch.testing.assert_close(a, b, atol=1e-9, rtol=0, msg=f'gradient of {name}')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('head_dim', [16, 32])
 def test_float32_is_within_1e5_of_float64(head_dim):
     q, k, v, rpb = _inputs(1, 2, 13, 18, head_dim, 7)
@@ -87,7 +90,7 @@ def test_float32_is_within_1e5_of_float64(head_dim):
         torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=0, msg=f'gradient of {name}')
 
 
-@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('dtype', [pytest.param(torch.float16, marks=SLOW), torch.bfloat16])
 def test_half_precision_within_its_rounding(dtype):
     """Inputs in half precision, accumulation in float32. Against the definition on the same
     (rounded) inputs in float64, what remains is the rounding of the probabilities and the logit
@@ -109,6 +112,7 @@ def test_half_precision_within_its_rounding(dtype):
         assert error < 2 * eps, f'{name}: error {error:.2e} of its range, epsilon {eps:.1e}'
 
 
+@pytest.mark.slow
 def test_rpb_gradient_is_deterministic():
     q, k, v, rpb = _inputs(2, 2, 16, 16, 16, 3, dtype=torch.float32, seed=5)
     leaves = [t.requires_grad_() for t in (q, k, v, rpb)]
@@ -131,6 +135,7 @@ def test_the_neighbor_gradient_reduction_against_a_loop():
     torch.testing.assert_close(triton_backend.rpb_gradient(ds, first_rows, first_cols, (3, 3)), want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('op,with_rpb', [('na2d_triton_forward', True), ('na2d_triton_forward', False)])
 def test_opcheck(op, with_rpb):
     q, k, v, rpb = _inputs(1, 2, 7, 9, 16, 3, dtype=torch.float32)
@@ -225,6 +230,7 @@ def _compile_configs():
     return configs
 
 
+@pytest.mark.slow
 def test_every_kernel_compiles_for_sm80_and_sm90_within_shared_memory():
     env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
     configs = _compile_configs()

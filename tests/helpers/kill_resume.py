@@ -14,7 +14,7 @@ import torch
 
 from dinat_mm.checkpoint import load_checkpoint_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Run:
@@ -130,3 +130,13 @@ def train_with_kills(args, work: Path, max_iters: int, kills, seed=0, decoy=True
     run.reader.join(10)
     assert run.proc.returncode == 0, run.output()[-4000:]
     return during_save, log, run.output()
+
+
+def assert_same_training_state(a: Path, b: Path):
+    """Two training checkpoints hold the same iteration, weights and optimizer state, bit for bit."""
+    a, b = load_checkpoint_file(a), load_checkpoint_file(b)
+    assert a['meta']['iter'] == b['meta']['iter']
+    for key in a['state_dict']:
+        assert torch.equal(a['state_dict'][key], b['state_dict'][key]), key
+    for (i, x), (j, y) in zip(a['optimizer']['state'].items(), b['optimizer']['state'].items()):
+        assert i == j and all(torch.equal(x[n], y[n]) for n in x), f'optimizer state of parameter {i}'
