@@ -358,14 +358,12 @@ def test_dinat_s_presets_match_published_sizes(arch):
 
 
 def test_dinat_s_builds_from_the_releases_backbone_dict_with_its_parameter_names():
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules()
+    from dinat_mm.registry import scope_models
     release = dict(type='DiNAT_s', embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], kernel_size=7,
                    dilations=[[1, 28], [1, 14], [1, 3, 1, 5, 1, 7], [1, 3]], mlp_ratio=4., qkv_bias=True,
                    qk_scale=None, drop_rate=0., attn_drop_rate=0., drop_path_rate=0.2, patch_norm=True,
                    out_indices=(0, 1, 2, 3))
-    model = MODELS.build(release)
+    model = scope_models('mmdet').build(release)
     keys = set(model.state_dict())
     # the names the release's DiNAT_s (Swin's PatchEmbed/PatchMerging, natten's attention) has
     assert {'patch_embed.proj.weight', 'patch_embed.norm.weight', 'layers.0.blocks.1.attn.rpb',

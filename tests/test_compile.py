@@ -125,18 +125,16 @@ def test_training_traces_in_one_graph_with_dynamic_shapes():
 def test_compile_hook_compiles_backbone_and_neck_in_place_with_the_configs_options():
     from types import SimpleNamespace
 
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
     from mmengine.config import Config
 
     from dinat_mm.cli.config import enable_compile
+    from dinat_mm.registry import scope_models
     from dinat_mm.runner import CompileHook
-    register_all_modules()
     cfg = Config.fromfile('configs/toy/maskrcnn_dinat_mini_toy.py')
     cfg.compile = dict(backend='eager')  # mmengine's compile entry: its options reach torch.compile
     enable_compile(cfg)
     assert cfg.compile is None and cfg.custom_hooks[-1] == dict(type='CompileHook', options=dict(backend='eager'))
-    model = MODELS.build(cfg.model)
+    model = scope_models('mmdet').build(cfg.model)
     keys = set(model.state_dict())
     runner = SimpleNamespace(model=model, logger=SimpleNamespace(info=lambda msg: None))
     torch._dynamo.reset()

@@ -289,14 +289,12 @@ def test_test_tool_refuses_a_checkpoint_with_the_models_keys_and_other_shapes(ch
 
 @pytest.mark.slow
 def test_bf16_features_run_backbone_and_neck_in_bfloat16_and_heads_in_float32():
-    from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
-    from mmdet.utils import register_all_modules
+    from dinat_mm.registry import scope_models
     from dinat_mm.runner import bf16_features
-    register_all_modules()
     cfg = Config.fromfile(str(REPO / TOY))
     torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
+    model = scope_models('mmdet').build(cfg.model)
     model.eval()
     data = model.data_preprocessor(demo_mm_inputs(1, [(3, 96, 128)], num_items=[1]), False)
     seen = []

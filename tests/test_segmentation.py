@@ -105,7 +105,7 @@ def test_two_process_gloo_training_ends_with_identical_weights_on_both_ranks_the
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     ranks = [torch.load(work / f'rank{r}_weights.pth') for r in (0, 1)]
-    initial = MODELS_STATE(config)
+    initial = initial_weights(config)
     assert any(not torch.equal(initial[k], ranks[0][k]) for k in initial)  # training did move the weights
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key
@@ -117,24 +117,20 @@ def test_two_process_gloo_training_ends_with_identical_weights_on_both_ranks_the
     assert re.search(r'mIoU: \d+\.\d+', log) and 'Distributed training: True' in log
 
 
-def MODELS_STATE(config):
+def initial_weights(config):
     """The weights training starts from: the config's model built with the same seed."""
     from mmengine.runner import set_random_seed
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
-    register_all_modules()
+    from dinat_mm.registry import scope_models
     cfg = Config.fromfile(str(config))
     set_random_seed(cfg.randomness.seed)
-    model = MODELS.build(cfg.model)
+    model = scope_models('mmseg').build(cfg.model)
     model.init_weights()
     return model.state_dict()
 
 
 def test_syncbn_becomes_bn_for_cpu_distributed_runs_of_the_upernet_config(monkeypatch):
-    from mmseg.registry import MODELS
-    from mmseg.utils import register_all_modules
     from dinat_mm.cli import config
-    register_all_modules()
+    from dinat_mm.registry import scope_models
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cfg = Config.fromfile(str(REPO / 'configs/upernet_dinat_tiny_ade20k.py'))
     assert "type='SyncBN'" in cfg.pretty_text
@@ -142,7 +138,7 @@ def test_syncbn_becomes_bn_for_cpu_distributed_runs_of_the_upernet_config(monkey
     assert "type='SyncBN'" not in cfg.pretty_text and cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert cfg.model_wrapper_cfg.device_ids is None and cfg.custom_hooks[-1].type == 'SyncNormStatsHook'
     cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
+    model = scope_models('mmseg').build(cfg.model)
     kinds = {type(m).__name__ for m in model.modules()}
     assert 'SyncBatchNorm' not in kinds and 'BatchNorm2d' in kinds
 
