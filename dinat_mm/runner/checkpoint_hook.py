@@ -44,12 +44,11 @@ class AtomicCheckpointHook(CheckpointHook):
             runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
         self.last_ckpt = osp.join(self.out_dir, self.filename_tmpl.format(step))
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        if not is_main_process():  # Runner.save_checkpoint writes on the main process only
+            return
         save = dict(file_client_args=self.file_client_args, save_optimizer=self.save_optimizer,
                     save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
                     backend_args=self.backend_args, **self.args)
-        if not is_main_process():  # every rank takes part in saving (runner.save_checkpoint); rank 0 writes
-            runner.save_checkpoint(self.out_dir, osp.basename(self.last_ckpt), **save)
-            return
         with written_atomically(self.last_ckpt) as partial:
             runner.save_checkpoint(self.out_dir, osp.basename(partial), **save)
         write_text_atomically(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
