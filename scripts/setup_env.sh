@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Creates (or completes) the project's virtual environment in .venv/ at the repo root.
 # Idempotent: each step is skipped when its result is already there, so a warm run takes seconds.
-# mmcv 2.1.0 is a source distribution only; it is built once (about 10 min on 2 cores) and pip
-# caches the wheel, so later environments install it in seconds.
+# mmcv 2.1.0 is a source distribution only: it is built once for the installed torch (about 10 min
+# on 2 cores) and the wheel kept in $DINAT_MM_WHEELS/torch-<version>/, so later environments with
+# the same torch install it in seconds. pip's own wheel cache is never used for it: it does not
+# know which torch a wheel was built against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=$VENV/bin/python
-STAMP=$VENV/.dinat_mm_env_v4
+STAMP=$VENV/.dinat_mm_env_v5
+TORCH=2.14.1
+TORCHVISION=0.29.1
+TRITON=3.8.0  # the Triton that torch 2.14.1 requires
+MMCV=2.1.0
+WHEELS=${DINAT_MM_WHEELS:-$HOME/.cache/dinat_mm/wheels}/torch-$TORCH
 
 if [ -f "$STAMP" ] && "$PY" -c "import dinat_mm" 2>/dev/null; then
   exit 0
@@ -16,18 +23,35 @@ start=$(date +%s)
 [ -x "$PY" ] || python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
 PIP="$PY -m pip --disable-pip-version-check"
 
-# torch first: mmcv's build imports it. 2.13.0's CPU wheel lies on this machine's disk.
-$PIP install -q "torch==2.13.0"
+# torch first: mmcv's build imports it. torch 2.14.1 and torchvision 0.29.1 are the default (CUDA 13)
+# builds, which run on CPU too; this machine's disk holds them.
+$PIP install -q "torch==$TORCH" "torchvision==$TORCHVISION" "triton==$TRITON"
 # mmcv's setup.py imports pkg_resources (setuptools < 81) and must see the installed torch.
-$PIP install -q "setuptools<81" wheel ninja "numpy>=2" packaging
-if ! "$PY" -c "import mmcv, mmcv.ops" 2>/dev/null; then
-  MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} $PIP install -q --no-build-isolation "mmcv==2.1.0"
+$PIP install -q "setuptools<81" wheel ninja "numpy>=2" packaging "mmengine==0.10.7"
+MARK=$VENV/.mmcv_built_for_torch
+if [ "$(cat "$MARK" 2>/dev/null)" != "$TORCH" ] || ! "$PY" -c "import mmcv.ops" 2>/dev/null; then
+  wheel=$(ls "$WHEELS"/mmcv-$MMCV-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -z "$wheel" ]; then
+    build=$(mktemp -d)
+    $PIP download -q --no-deps --no-binary :all: --no-cache-dir "mmcv==$MMCV" -d "$build"
+    tar xzf "$build/mmcv-$MMCV.tar.gz" -C "$build"
+    # torch >= 2.14's headers need C++20; mmcv 2.1.0's setup.py asks for C++17.
+    sed -i 's/-std=c++17/-std=c++20/g' "$build/mmcv-$MMCV/setup.py"
+    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} $PIP wheel -q --no-deps --no-build-isolation --no-cache-dir \
+      -w "$build/out" "$build/mmcv-$MMCV"
+    mkdir -p "$WHEELS"
+    built=$(ls "$build"/out/mmcv-$MMCV-*.whl)
+    cp "$built" "$WHEELS/.partial.whl" && mv "$WHEELS/.partial.whl" "$WHEELS/$(basename "$built")"
+    rm -rf "$build"
+    wheel=$WHEELS/$(basename "$built")
+  fi
+  $PIP uninstall -q -y mmcv 2>/dev/null || true
+  $PIP install -q --no-cache-dir "$wheel"
+  "$PY" -c "import mmcv.ops"
+  echo "$TORCH" > "$MARK"
 fi
-$PIP install -q "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" ftfy regex \
+$PIP install -q "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" ftfy regex \
   "pytest>=8" safetensors
-# triton: na2d's GPU kernels; on this CPU-only machine the tests run them in Triton's interpreter and
-# compile them ahead of time for sm_80/sm_90.
-$PIP install -q "triton==3.9.0"
 # tools/export.py: torch's ONNX exporter (onnxscript) and onnxruntime to check and run the graphs.
 $PIP install -q "onnx==1.23.2" "onnxruntime==1.32.0" "onnxscript==0.7.2"
 # natten is optional (dinat_mm delegates to it only on CUDA); installed so its detection is tested.
