@@ -56,7 +56,7 @@ def build(config: str, checkpoint: str = None, cfg_options=None) -> tuple:
 
 
 def use_attention_backend(model: torch.nn.Module, backend: str) -> None:
-    from .models.dinat import NeighborhoodAttention2D
+    from .models.layers import NeighborhoodAttention2D
     for module in model.modules():
         if isinstance(module, NeighborhoodAttention2D):
             module.backend = backend

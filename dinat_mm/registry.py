@@ -1,10 +1,10 @@
 """Registration into OpenMMLab: the one place dinat_mm touches the registries, mmengine's and
 torch's weights-only allowlist.
 
-Everything goes into mmengine's root registries. mmdet's and mmseg's registries are their children
-and search their parent, so ``type='DiNAT'`` (and the hooks and optimizer wrapper the tools use)
-builds under ``default_scope='mmdet'`` and ``default_scope='mmseg'`` alike once a config imports
-``dinat_mm``.
+Everything goes into mmengine's root registries. mmdet's, mmseg's and mmpretrain's registries are
+their children and search their parent, so ``type='DiNAT'`` (and the hooks and optimizer wrapper the
+tools use) builds under ``default_scope='mmdet'``, ``'mmseg'`` and ``'mmpretrain'`` alike once a
+config imports ``dinat_mm``.
 """
 import importlib
 
@@ -12,12 +12,12 @@ import torch
 from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS
 
 from .checkpoint.loading import allowed_globals
-from .models import NAT, DiNAT, DiNAT_s
+from .models import NAT, DiNAT, DiNAT_s, NATIsotropic
 from .runner import (AtomicCheckpointHook, BF16FeaturesHook, CompileHook, CPUBF16OptimWrapper, RNGStateHook,
                      SyncNormStatsHook)
 
 # force: a re-import registers the same classes again instead of failing
-for _cls in (DiNAT, NAT, DiNAT_s):
+for _cls in (DiNAT, NAT, DiNAT_s, NATIsotropic):
     MODELS.register_module(module=_cls, force=True)
 for _cls in (RNGStateHook, AtomicCheckpointHook, SyncNormStatsHook, BF16FeaturesHook, CompileHook):
     HOOKS.register_module(module=_cls, force=True)
@@ -31,11 +31,11 @@ OPTIM_WRAPPERS.register_module(module=CPUBF16OptimWrapper, force=True)
 torch.serialization.add_safe_globals(allowed_globals())
 
 
-SCOPES = ('mmdet', 'mmseg')  # the OpenMMLab libraries whose configs dinat_mm's tools take
+SCOPES = ('mmdet', 'mmseg', 'mmpretrain')  # the OpenMMLab libraries whose configs dinat_mm's tools take
 
 
 def scope_models(scope: str):
-    """The MODELS registry of an OpenMMLab library ('mmdet' or 'mmseg'), with all of that
+    """The MODELS registry of an OpenMMLab library (one of :data:`SCOPES`), with all of that
     library's modules registered: how the tools, the export and the benchmark build a config's
     model."""
     if scope not in SCOPES:
