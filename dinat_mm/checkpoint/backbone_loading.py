@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Dict
+from typing import Dict, List, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -21,13 +21,9 @@ def read_checkpoint(source: str, map_location: str = 'cpu'):
     return load_checkpoint_file(source, map_location=map_location)
 
 
-def load_into_backbone(module: torch.nn.Module, source, map_location: str = 'cpu') -> Dict:
-    """Load ``source`` (path, URL or an already loaded checkpoint) into ``module``. Returns the
-    report that is also logged: layout, loaded, resized, dropped, missing (left initialised) and
-    unexpected keys. A shape mismatch other than an rpb table is an error."""
-    checkpoint = read_checkpoint(source, map_location) if isinstance(source, str) else source
-    state, report = to_backbone(checkpoint)
-    own = module.state_dict()
+def fit_state(state: Dict[str, torch.Tensor], own: Dict[str, torch.Tensor], name: str) -> Tuple[Dict, List[str]]:
+    """The entries of ``state`` that ``own`` (a module's state dict) has, rpb tables of another
+    kernel size resized to the module's; any other shape mismatch is an error naming ``name``."""
     loadable, resized = {}, []
     for key, value in state.items():
         if key not in own:
@@ -38,15 +34,26 @@ def load_into_backbone(module: torch.nn.Module, source, map_location: str = 'cpu
                 value = resize_rpb(value, tuple(want[1:]))
                 resized.append(f'{key} {tuple(state[key].shape)} -> {tuple(want)}')
             else:
-                raise CheckpointError(f'{source if isinstance(source, str) else "checkpoint"}: {key} has shape '
-                                      f'{tuple(value.shape)} in the checkpoint and {tuple(want)} in the model')
+                raise CheckpointError(f'{name}: {key} has shape {tuple(value.shape)} in the checkpoint and '
+                                      f'{tuple(want)} in the model')
         loadable[key] = value
+    if resized:
+        warnings.warn(f'resized {len(resized)} rpb tables of another kernel size (bicubic): {resized[0]} ...')
+    return loadable, resized
+
+
+def load_into_backbone(module: torch.nn.Module, source, map_location: str = 'cpu') -> Dict:
+    """Load ``source`` (path, URL or an already loaded checkpoint) into ``module``. Returns the
+    report that is also logged: layout, loaded, resized, dropped, missing (left initialised) and
+    unexpected keys. A shape mismatch other than an rpb table is an error."""
+    checkpoint = read_checkpoint(source, map_location) if isinstance(source, str) else source
+    name = source if isinstance(source, str) else 'checkpoint'
+    state, report = to_backbone(checkpoint)
+    own = module.state_dict()
+    loadable, resized = fit_state(state, own, name)
     module.load_state_dict(loadable, strict=False)
     report.update(loaded=sorted(loadable), resized=resized, missing=sorted(set(own) - set(loadable)),
                   unexpected=sorted(set(state) - set(own)))
-    if resized:
-        warnings.warn(f'resized {len(resized)} rpb tables of another kernel size (bicubic): {resized[0]} ...')
-    name = source if isinstance(source, str) else 'checkpoint'
     print_log(f'{type(module).__name__}: loaded {len(loadable)}/{len(own)} tensors from {name} '
               f'({report["layout"]} layout); resized rpb: {len(resized)}; dropped: {len(report["dropped"])} '
               f'{report["dropped"][:6]}; missing (left initialised): {report["missing"]}; '

@@ -8,10 +8,16 @@ checkpoints are native apart from their classifier. The layouts:
   ``layers.{i}.*``; a classifier's final ``norm.*`` and ``head.*`` are dropped).
 - ``detector``: whole mmdet/mmseg models (the release's COCO/ADE20K checkpoints and this project's
   training checkpoints): the ``backbone.`` part, with its ``norm{i}`` output norms.
-- ``huggingface``: ``shi-labs/dinat-*`` (DinatModel / DinatForImageClassification under
-  ``dinat.``, DinatBackbone without prefix): query/key/value stack into qkv in that order,
-  layer_scale_parameters rows 0/1 become gamma1/gamma2, ``hidden_states_norms.stage{n}`` is
-  ``norm{n-1}``.
+- ``huggingface``: ``shi-labs/dinat-*`` and ``shi-labs/nat-*`` (DinatModel / NatModel without
+  prefix, Dinat/NatForImageClassification under ``dinat.`` / ``nat.``, Dinat/NatBackbone without
+  prefix): query/key/value stack into qkv in that order, layer_scale_parameters rows 0/1 become
+  gamma1/gamma2, ``hidden_states_norms.stage{n}`` is ``norm{n-1}``.
+- ``mmpretrain``: whole mmpretrain classifiers (``backbone.*``, ``head.fc.*``), this project's.
+
+A classifier (:func:`to_classifier`) adds what a backbone drops: the final norm (the release's
+``norm.*``, Hugging Face's ``layernorm.*``), which is the backbone's last output norm
+(``norm{last level}``, or ``norm`` of the isotropic models), and the linear head (``head.*``,
+``classifier.*``), which is mmpretrain's ``head.fc``.
 """
 from __future__ import annotations
 
@@ -69,7 +75,7 @@ def detect(state: Mapping[str, torch.Tensor]) -> str:
     keys = list(state)
     if any(k.startswith('backbone.') for k in keys):
         return 'detector'
-    if any(k.startswith(('dinat.embeddings.', 'embeddings.patch_embeddings.')) for k in keys):
+    if any(k.startswith(('dinat.embeddings.', 'nat.embeddings.', 'embeddings.patch_embeddings.')) for k in keys):
         return 'huggingface'
     if any(k.startswith(('patch_embed.proj.', 'levels.')) for k in keys):
         return 'native'
@@ -77,10 +83,17 @@ def detect(state: Mapping[str, torch.Tensor]) -> str:
                           'backbone, classifier, detector/segmentor or Hugging Face checkpoint')
 
 
+def _strip_hf_prefix(key: str) -> str:
+    for prefix in ('dinat.', 'nat.'):
+        if key.startswith(prefix):
+            return key[len(prefix):]
+    return key
+
+
 def from_huggingface(state: Mapping[str, torch.Tensor]) -> Tuple[StateDict, List[str]]:
     out, dropped, qkv = OrderedDict(), [], {}
     for key, value in state.items():
-        name = key[len('dinat.'):] if key.startswith('dinat.') else key
+        name = _strip_hf_prefix(key)
         stage = re.match(r'^hidden_states_norms\.stage(\d+)\.(.*)$', name)
         part = re.match(_HF_LAYER + r'attention\.self\.(query|key|value)\.(weight|bias)$', name)
         scale = re.match(_HF_LAYER + r'layer_scale_parameters$', name)
@@ -126,3 +139,42 @@ def resize_rpb(table: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """A [heads, 2k-1, 2k-1] bias table of another kernel size, resized bicubically per head."""
     resized = torch.nn.functional.interpolate(table[None].float(), size=size, mode='bicubic', align_corners=False)
     return resized[0].to(table.dtype)
+
+
+def final_norm_name(state: Mapping[str, torch.Tensor]) -> str:
+    """The backbone's name for a classifier's final norm, read off a native state dict: ``norm``
+    for the isotropic models (``layers.{i}.norm1``), else ``norm{last level}``."""
+    levels = [int(m[2]) for m in (re.match(r'^(levels|layers)\.(\d+)\.blocks\.', k) for k in state) if m]
+    if levels:
+        return f'norm{max(levels)}'
+    if any(re.match(r'^layers\.\d+\.norm1\.', k) for k in state):
+        return 'norm'
+    raise CheckpointError(f'no DiNAT/NAT levels or layers among the checkpoint\'s keys (first: {list(state)[:5]})')
+
+
+def to_classifier(checkpoint) -> Tuple[StateDict, Dict]:
+    """Any supported classifier checkpoint -> (mmpretrain ImageClassifier state dict, report).
+
+    The report's ``head`` is False when the checkpoint has no classifier head (Hugging Face's
+    DinatModel, a backbone or a detector): the head then stays as initialised."""
+    state = unwrap(checkpoint)
+    if any(k.startswith('head.fc.') for k in state) and any(k.startswith('backbone.') for k in state):
+        kept = OrderedDict((k, v) for k, v in state.items() if k.startswith(('backbone.', 'head.')))
+        return kept, dict(layout='mmpretrain', dropped=[k for k in state if k not in kept], head=True)
+    backbone, report = to_backbone(state)
+    layout = report['layout']
+    out = OrderedDict((f'backbone.{k}', v) for k, v in backbone.items())
+    if layout == 'detector':
+        return out, dict(report, head=False)
+    norm_prefix, head_prefix = ('norm.', 'head.') if layout == 'native' else ('layernorm.', 'classifier.')
+    final = final_norm_name(backbone)
+    dropped = []
+    for key in report['dropped']:
+        name = _strip_hf_prefix(key) if layout == 'huggingface' else key
+        if name.startswith(norm_prefix):
+            out[f'backbone.{final}.{name[len(norm_prefix):]}'] = state[key]
+        elif name.startswith(head_prefix):
+            out[f'head.fc.{name[len(head_prefix):]}'] = state[key]
+        else:
+            dropped.append(key)
+    return out, dict(layout=layout, dropped=dropped, head=any(k.startswith('head.fc.') for k in out))
