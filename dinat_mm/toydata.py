@@ -5,9 +5,12 @@
   shapes occluding earlier ones; polygons and boxes describe the visible parts.
 - :func:`make_toy_ade`: ADE20K-layout semantic segmentation (images/ and annotations/ with
   training/ and validation/, label PNGs where 0 is "ignore", as ``reduce_zero_label`` expects).
+- :func:`make_toy_imagenet`: ImageNet-style classification in class folders (``train/<class>/``,
+  ``val/<class>/``, mmpretrain's CustomDataset layout): six textures in random colours, scales,
+  orientations and phases, with noise.
 
-Both write with :func:`dinat_mm.fileio.written_atomically`, so an interrupted run leaves nothing
-half-written, and both return at once when the folder already holds the same dataset.
+All write with :func:`dinat_mm.fileio.written_atomically`, so an interrupted run leaves nothing
+half-written, and all return at once when the folder already holds the same dataset.
 """
 from __future__ import annotations
 
@@ -162,5 +165,57 @@ def make_toy_ade(root, num_train: int = 300, num_val: int = 50, size: int = 256,
                 cv2.imwrite(str(tmp / 'images' / split / f'{name}.jpg'), np.clip(img, 0, 255).astype(np.uint8),
                             [cv2.IMWRITE_JPEG_QUALITY, 95])
                 cv2.imwrite(str(tmp / 'annotations' / split / f'{name}.png'), label)
+
+    return _write_atomically(Path(root), params, fill)
+
+
+TEXTURES = ('blobs', 'checker', 'dots', 'grid', 'rings', 'stripes')
+
+
+def _texture(rng: np.random.RandomState, kind: str, size: int) -> np.ndarray:
+    """One texture image: a pattern in [0, 1] coloured with two random colours, plus noise. The
+    pattern's scale, orientation, phase and centre are random, so only its kind tells the class."""
+    period = rng.uniform(size / 12, size / 5)
+    angle = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    u = xx * np.cos(angle) + yy * np.sin(angle) + rng.uniform(0, period)
+    v = -xx * np.sin(angle) + yy * np.cos(angle) + rng.uniform(0, period)
+    if kind == 'stripes':
+        pattern = (u % period) < period / 2
+    elif kind == 'checker':
+        pattern = ((u // (period / 2)) + (v // (period / 2))) % 2 == 0
+    elif kind == 'grid':
+        width = period / 6
+        pattern = ((u % period) < width) | ((v % period) < width)
+    elif kind == 'dots':
+        du, dv = (u % period) - period / 2, (v % period) - period / 2
+        pattern = du ** 2 + dv ** 2 < (period / 4) ** 2
+    elif kind == 'rings':
+        cx, cy = rng.uniform(0, size, 2)
+        pattern = (np.hypot(xx - cx, yy - cy) % period) < period / 2
+    else:  # blobs: smooth random noise, thresholded
+        cells = max(2, int(size / period))
+        low = cv2.resize(rng.rand(cells, cells).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+        pattern = low > np.median(low)
+    colours = rng.randint(0, 256, size=(2, 3)).astype(np.float32)
+    while np.abs(colours[0] - colours[1]).sum() < 150:  # the two colours must differ visibly
+        colours[1] = rng.randint(0, 256, size=3)
+    img = np.where(pattern[..., None], colours[0], colours[1]) + rng.randn(size, size, 3) * 12
+    return np.clip(img, 0, 255)
+
+
+def make_toy_imagenet(root, num_train: int = 600, num_val: int = 120, size: int = 128, seed: int = 0) -> Path:
+    """Write ``root/{train,val}/<texture>/*.jpg``: ``num_train`` and ``num_val`` images in all, an
+    equal share per class (:data:`TEXTURES`)."""
+    params = dict(kind='imagenet', num_train=num_train, num_val=num_val, size=size, seed=seed, version=1)
+
+    def fill(tmp: Path) -> None:
+        for split, count, split_seed in (('train', num_train, seed), ('val', num_val, seed + 10_000)):
+            rng = np.random.RandomState(split_seed)
+            for label, kind in enumerate(TEXTURES):
+                (tmp / split / kind).mkdir(parents=True)
+                for index in range(count // len(TEXTURES)):
+                    cv2.imwrite(str(tmp / split / kind / f'{index:05d}.jpg'), _texture(rng, kind, size).astype(np.uint8),
+                                [cv2.IMWRITE_JPEG_QUALITY, 95])
 
     return _write_atomically(Path(root), params, fill)

@@ -1,0 +1,19 @@
+# DiNAT_s-Large, ImageNet-22K pre-trained ImageNet-1K classifier (mmpretrain), as the DiNAT release trains it
+# (SHI-Labs/Neighborhood-Attention-Transformer, classification/configs).
+# Release: 197 M parameters, 34.5 GFLOPs, top-1 86.5 %. Its weights, evaluated with
+#   python tools/test.py configs/imagenet/dinat_s_large_in22k_in1k_224.py \
+#     https://shi-labs.com/projects/dinat/checkpoints/imagenet1k/dinat_s_large_in1k_224.pth
+_base_ = [
+    '../_base_/models/image_classifier_dinat.py', '../_base_/datasets/imagenet_224.py',
+    '../_base_/schedules/imagenet_finetune_30e.py', '../_base_/default_runtime_cls.py'
+]
+model = dict(
+    backbone=dict(
+        type='DiNAT_s', arch='large', out_indices=(3, ),
+        # fine-tuned from the ImageNet-22K classifier: its backbone (the 22K head does not fit)
+        init_cfg=dict(type='Pretrained', checkpoint='https://shi-labs.com/projects/dinat/checkpoints/imagenet22k/dinat_s_large_in22k_224.pth')),
+    head=dict(in_channels=1536),
+    train_cfg=dict(_delete_=True))  # no Mixup/CutMix when fine-tuning
+train_dataloader = dict(batch_size=64)
+val_dataloader = dict(batch_size=64)
+test_dataloader = dict(batch_size=64)

@@ -1,0 +1,12 @@
+# NAT-Small ImageNet-1K classifier (mmpretrain), as the DiNAT release trains it
+# (SHI-Labs/Neighborhood-Attention-Transformer, classification/configs).
+# Release: 51 M parameters, 7.8 GFLOPs, top-1 83.7 %. Its weights, evaluated with
+#   python tools/test.py configs/imagenet/nat_small_in1k_224.py \
+#     https://shi-labs.com/projects/nat/checkpoints/CLS/nat_small.pth
+_base_ = [
+    '../_base_/models/image_classifier_dinat.py', '../_base_/datasets/imagenet_224.py',
+    '../_base_/schedules/imagenet_300e_adamw.py', '../_base_/default_runtime_cls.py'
+]
+model = dict(
+    backbone=dict(type='NAT', arch='small', out_indices=(3, )),
+    head=dict(in_channels=768))
