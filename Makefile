@@ -2,7 +2,7 @@
 # Every target creates the environment in .venv/ first when it is missing (scripts/setup_env.sh).
 PY := .venv/bin/python
 
-.PHONY: setup demo demo-seg test test-fast bench
+.PHONY: setup demo demo-seg demo-cls test test-fast bench
 setup:
 	bash scripts/setup_env.sh
 
@@ -11,6 +11,9 @@ demo: setup
 
 demo-seg: setup
 	bash scripts/demo.sh seg
+
+demo-cls: setup
+	bash scripts/demo.sh cls
 
 test: setup
 	$(PY) -m pytest -q tests

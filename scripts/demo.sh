@@ -2,6 +2,8 @@
 # The main job on embedded toy data, on CPU. Sets up .venv/ first when it is missing.
 #   scripts/demo.sh det  (default) Mask R-CNN DiNAT-Mini on toy COCO-format shapes: COCO AP table
 #   scripts/demo.sh seg  UPerNet DiNAT-Mini on a toy ADE20K-layout set: mIoU table
+#   scripts/demo.sh cls  a DiNAT-Mini classifier on toy textures in class folders: top-1/top-5 and
+#                        the confusion matrix
 # Generates the data, trains from scratch, evaluates on the toy val split and draws predictions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +11,8 @@ KIND=${1:-det}
 case "$KIND" in
   det) CONFIG=configs/toy/maskrcnn_dinat_mini_toy.py; DATA=(coco data/toy_coco) ;;
   seg) CONFIG=configs/toy/upernet_dinat_mini_toy.py; DATA=(ade data/toy_ade) ;;
-  *) echo "usage: scripts/demo.sh [det|seg]" >&2; exit 2 ;;
+  cls) CONFIG=configs/toy/classifier_dinat_mini_toy.py; DATA=(imagenet data/toy_imagenet) ;;
+  *) echo "usage: scripts/demo.sh [det|seg|cls]" >&2; exit 2 ;;
 esac
 bash scripts/setup_env.sh
 PY=.venv/bin/python

@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint (mmdet 3.x or mmseg 1.x; the config's default_scope picks the library).
+"""Evaluate a checkpoint (mmdet 3.x, mmseg 1.x or mmpretrain 1.x; the config's default_scope picks
+the library). A classifier checkpoint of the DiNAT release or Hugging Face is converted whole first.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl] [--show-dir DIR]
                          [--tta] [--cfg-options k=v ...]
@@ -11,11 +12,13 @@ from mmengine.runner import Runner
 
 from dinat_mm.checkpoint import require_checkpoint, trusted_checkpoint_types
 from dinat_mm.cli import checks, config
+from dinat_mm.cli.classifier_checkpoint import convert_load_from
+from dinat_mm.cli.report import classification_summary
 from dinat_mm.errors import UserError
 
 
 def main():
-    parser = argparse.ArgumentParser(description='Evaluate a DiNAT detector or segmentor')
+    parser = argparse.ArgumentParser(description='Evaluate a DiNAT classifier, detector or segmentor')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help="checkpoint file (this project's training writes them)")
     parser.add_argument('--out', help='also dump the raw predictions to this .pkl file')
@@ -33,13 +36,17 @@ def main():
         if args.tta:
             config.enable_tta(cfg)
         require_checkpoint(args.checkpoint)  # after the options, before any data is read
+        convert_load_from(cfg)
         checks.check_dataset_paths(cfg, ['test_dataloader'])
+        checks.check_class_folders(cfg, ['test_dataloader'])
         checks.check_evaluators(cfg, ['test_evaluator'])
         checks.check_panopticapi(cfg, ['test_dataloader', 'test_evaluator'])
         with trusted_checkpoint_types():  # mmengine's own torch.load of this project's checkpoints
             runner = Runner.from_cfg(cfg)
-            checks.check_checkpoint_matches(runner.model, args.checkpoint)
-            runner.test()
+            checks.check_checkpoint_matches(runner.model, cfg.load_from)
+            metrics = runner.test()
+        if cfg.default_scope == 'mmpretrain':
+            print(classification_summary(metrics, runner.test_dataloader.dataset.metainfo.get('classes') or ()))
     except UserError as err:
         sys.exit(f'error: {err}')
 

@@ -1,5 +1,5 @@
-"""Train a detector or segmentor from a config (mmdet 3.x or mmseg 1.x; the config's default_scope
-picks the library).
+"""Train a classifier, detector or segmentor from a config (mmpretrain 1.x, mmdet 3.x or mmseg 1.x;
+the config's default_scope picks the library).
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp [force]] [--cfg-options k=v ...]
 
@@ -13,12 +13,13 @@ from mmengine.runner import Runner
 
 from dinat_mm.checkpoint import load_checkpoint_file, trusted_checkpoint_types
 from dinat_mm.cli import checks, config
+from dinat_mm.cli.classifier_checkpoint import convert_load_from
 from dinat_mm.cli.resume import resume_point
 from dinat_mm.errors import UserError
 
 
 def main():
-    parser = argparse.ArgumentParser(description='Train a DiNAT detector or segmentor')
+    parser = argparse.ArgumentParser(description='Train a DiNAT classifier, detector or segmentor')
     parser.add_argument('config', help='config file')
     parser.add_argument('--resume', nargs='?', const='auto', metavar='CKPT',
                         help='resume from CKPT, or from the latest checkpoint in the work dir if none is given')
@@ -42,7 +43,9 @@ def main():
         elif args.resume:
             load_checkpoint_file(args.resume)  # names a missing or truncated file before the run starts
             cfg.resume, cfg.load_from = True, args.resume
+        convert_load_from(cfg)  # a classifier's load_from in the release's or Hugging Face's layout
         checks.check_dataset_paths(cfg, ['train_dataloader', 'val_dataloader'])
+        checks.check_class_folders(cfg, ['train_dataloader', 'val_dataloader'])
         validates = cfg.get('val_cfg') is not None and cfg.get('val_dataloader') is not None
         if validates:
             checks.check_evaluators(cfg, ['val_evaluator'])

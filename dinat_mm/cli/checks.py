@@ -1,9 +1,11 @@
 """Checks before a run starts, so that a missing file is named at once rather than after
-minutes of training or a whole inference: datasets, evaluators' files, panopticapi, and the
-checkpoint (that it exists, and that it was written for the config's model)."""
+minutes of training or a whole inference: datasets (and a classification folder's class
+folders), evaluators' files, panopticapi, and the checkpoint (that it exists, and that it was
+written for the config's model)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import os.path as osp
 from typing import List
 
@@ -26,7 +28,8 @@ def dataset_paths(cfg: Config, loaders: List[str]) -> List[str]:
             root = d.get('data_root') or ''
             if 'ann_file' in d and d['ann_file']:
                 paths.append(osp.join(root, d['ann_file']))
-            for value in (d.get('data_prefix') or {}).values():
+            prefix = d.get('data_prefix') or {}
+            for value in ([prefix] if isinstance(prefix, str) else prefix.values()):
                 if isinstance(value, str) and value:
                     paths.append(osp.join(root, value))
             if 'ann_file' not in d and 'data_prefix' not in d and d.get('data_root'):
@@ -79,6 +82,33 @@ def check_panopticapi(cfg: Config, names: List[str]) -> None:
         if not found:
             raise UserError(f'{user} needs {module}, and panopticapi is not installed (it is not on PyPI: '
                             'pip install git+https://github.com/cocodataset/panopticapi.git)')
+
+
+_IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
+
+
+def check_class_folders(cfg: Config, loaders: List[str]) -> None:
+    """An mmpretrain folder dataset (no ann_file) needs a folder per class holding images."""
+    def check(d: dict) -> None:
+        if d.get('type') not in ('CustomDataset', 'ImageNet', 'ImageNet21k') or d.get('ann_file'):
+            return
+        prefix = d.get('data_prefix') or d.get('split') or ''
+        folder = osp.join(d.get('data_root') or '', prefix if isinstance(prefix, str) else prefix.get('img_path', ''))
+        if not osp.isdir(folder):
+            return
+        if d.get('type') != 'CustomDataset' and osp.isfile(osp.join(d.get('data_root') or '', 'meta', f'{prefix}.txt')):
+            return  # ImageNet's annotation-file layout
+        classes = [c for c in sorted(os.listdir(folder)) if osp.isdir(osp.join(folder, c)) and any(
+            f.lower().endswith(_IMAGE_SUFFIXES) for f in os.listdir(osp.join(folder, c)))]
+        if not classes:
+            raise UserError(f'{folder}: no class folders with images (a classification folder holds one folder per '
+                            f'class: {folder}/<class>/<image>.jpg)')
+
+    for loader in loaders:
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        if dataset is not None:
+            walk(dataset.to_dict() if hasattr(dataset, 'to_dict') else dataset,
+                 lambda d: check(d) if 'type' in d else None)
 
 
 def check_checkpoint_matches(model: torch.nn.Module, path: str) -> None:

@@ -14,7 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.hooks import CheckpointHook
 
 from ..errors import UserError
-from ..registry import SCOPES
+from ..registry import SCOPES, scope_models
 from ..runner.amp import cpu_bf16_support
 
 
@@ -46,8 +46,15 @@ def load_config(path: str, cfg_options: Dict = None) -> Config:
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    if cfg.get('default_scope') not in SCOPES:
-        raise UserError(f"{path}: default_scope must be 'mmdet' or 'mmseg', got {cfg.get('default_scope')!r}")
+    scope = cfg.get('default_scope')
+    if scope not in SCOPES:
+        raise UserError(f'{path}: default_scope must be one of {", ".join(map(repr, SCOPES))}, got {scope!r}')
+    model_type = cfg.get('model', {}).get('type')
+    if isinstance(model_type, str) and scope_models(scope).get(model_type) is None:
+        owners = [s for s in SCOPES if s != scope and scope_models(s).get(model_type) is not None]
+        hint = f": it is {owners[0]}'s, so set default_scope = '{owners[0]}'" if owners else ''
+        raise UserError(f"{path}: model type {model_type!r} is not in {scope}'s registry (default_scope = "
+                        f"'{scope}'){hint}")
     return cfg
 
 
@@ -137,6 +144,9 @@ def enable_visualization(cfg: Config, show_dir: str) -> None:
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
         raise UserError('the config has no default_hooks.visualization to draw predictions with')
+    if cfg.default_scope == 'mmpretrain':
+        hook.update(enable=True, interval=1, out_dir=show_dir)
+        return
     hook['draw'] = True
     hook['interval'] = 1  # every image, not every 50th
     if cfg.default_scope == 'mmdet':
