@@ -1,4 +1,4 @@
-"""python -m benchmarks [--threads 2] [--repeats 5] | --device cuda|cpu [--image H W]"""
+"""python -m benchmarks [--threads 2] [--repeats 5] [--classifier] | --device cuda|cpu [--image H W]"""
 import argparse
 import json
 
@@ -15,6 +15,8 @@ def main() -> None:
                         help='run the device tables (GPU benchmark) on this device instead of the CPU tables')
     parser.add_argument('--image', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'),
                         help='with --device: image size (batch 2); level shapes follow it')
+    parser.add_argument('--classifier', action='store_true',
+                        help='only the classifier row (DiNAT-T vs mmpretrain\'s Swin-T, batch 16 at 224)')
     parser.add_argument('--child', nargs=2, metavar=('KIND', 'SPEC'), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -22,6 +24,9 @@ def main() -> None:
         print(json.dumps(cpu.child(args.child[0], json.loads(args.child[1]), args.repeats)))
     elif args.device:
         device.device_suite(args)
+    elif args.classifier:
+        print(cpu.header(args))
+        cpu.classifier_table(args)
     else:
         cpu.cpu_tables(args)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .workloads import (DETECTORS, REPO, _timed, alternating, build_backbone, build_detector, kernel_size,
-                        level_shapes, reset_peak, status_kib)
+from .workloads import (DETECTORS, REPO, _timed, alternating, build_backbone, build_classifier, build_detector,
+                        kernel_size, level_shapes, reset_peak, status_kib)
 
 def gemm_rate(n: int = 2048, repeats: int = 5) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -128,10 +128,47 @@ def _ratio_rows(times: dict) -> str:
     return f'{times["dinat_t"]:.2f} | {times["swin_t"]:.2f} | {times["dinat_t"] / times["swin_t"]:.2f}'
 
 
+def header(args) -> str:
+    return (f'# dinat_mm CPU benchmark, {datetime.date.today()}, {platform.machine()} {cpu_name()}, '
+            f'torch {torch.__version__}, {args.threads} threads, median of {args.repeats}')
+
+
+def cpu_name() -> str:
+    try:
+        names = [ln.split(':', 1)[1].strip() for ln in open('/proc/cpuinfo') if ln.startswith('model name')]
+        flags = next(ln for ln in open('/proc/cpuinfo') if ln.startswith('flags')).split()
+    except (OSError, StopIteration):
+        return platform.processor()
+    extensions = [f for f in ('avx512f', 'avx512_bf16', 'amx_bf16') if f in flags] or ['avx2' if 'avx2' in flags else '']
+    return f'{names[0] if names else platform.processor()} ({", ".join(extensions)})'
+
+
+CLASSIFIER_BATCH = 16
+
+
+def classifier_table(args) -> dict:
+    """DiNAT-T's ImageNet classifier beside mmpretrain's own Swin-T classifier: forward, no grad,
+    float32, a batch of 16 at each config's test crop (224), alternating. Target: DiNAT-T at least
+    Swin-T's throughput."""
+    models = {name: build_classifier(name) for name in ('dinat_t', 'swin_t')}
+    inputs = {name: torch.randn(CLASSIFIER_BATCH, 3, size, size) for name, (_, size) in models.items()}
+    with torch.no_grad():
+        times = alternating({n: partial(m, inputs[n], mode='tensor') for n, (m, _) in models.items()}, args.repeats)
+    rate = {n: CLASSIFIER_BATCH / t for n, t in times.items()}
+    size = models['dinat_t'][1]
+    print(f'\n| ImageNet classifier, forward, batch {CLASSIFIER_BATCH} at {size}x{size}, float32 (random weights) '
+          '| DiNAT-T | Swin-T (mmpretrain) | DiNAT-T / Swin-T |')
+    print('|---|---|---|---|')
+    print(f'| images/s | {rate["dinat_t"]:.1f} | {rate["swin_t"]:.1f} | {rate["dinat_t"] / rate["swin_t"]:.2f} |')
+    held = rate['dinat_t'] >= rate['swin_t']
+    print(f'\ntarget, DiNAT-T at least Swin-T\'s throughput: {"held" if held else "missed"}')
+    return rate
+
+
 def cpu_tables(args) -> None:
     gemm = gemm_rate()
-    print(f'# dinat_mm CPU benchmark, {datetime.date.today()}, {platform.machine()}, '
-          f'torch {torch.__version__}, {args.threads} threads, median of {args.repeats}')
+    print(header(args))
+    classifier_table(args)
     print(f'\nfp32 GEMM (2048^3): {gemm:.0f} GFLOP/s\n')
     print(f'| na2d at DiNAT-T\'s levels (800x1216 image), k={kernel_size()}, rpb, forward | time (ms) | useful GFLOP/s | of GEMM rate | peak memory (MiB) '
           '| pure-PyTorch path (ms) |')

@@ -1,5 +1,6 @@
 """What the benchmarks run, derived from the shipped configs and presets: DiNAT-T as its Mask R-CNN
-config builds it, mmdet's own Swin-T, their Mask R-CNNs, and na2d at DiNAT-T's level shapes."""
+config builds it, mmdet's own Swin-T, their Mask R-CNNs, the DiNAT-T ImageNet classifier beside
+mmpretrain's own Swin-T classifier, and na2d at DiNAT-T's level shapes."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 DETECTORS = dict(dinat_t=str(REPO / 'configs/maskrcnn_dinat_tiny_coco.py'),
                  swin_t='swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py')  # in mmdet's installed configs
 LABELS = dict(dinat_t='DiNAT-T', swin_t='Swin-T')
+CLASSIFIERS = dict(dinat_t=str(REPO / 'configs/imagenet/dinat_tiny_in1k_224.py'),
+                   swin_t='swin_transformer/swin-tiny_16xb64_in1k.py')  # in mmpretrain's installed configs
 
 
 def _timed(fn) -> float:
@@ -78,6 +81,23 @@ def build_backbone(name: str, device: str = 'cpu', **overrides) -> torch.nn.Modu
     cfg.pop('init_cfg', None)
     cfg.update(drop_path_rate=0.0, **overrides)
     return scope_models('mmdet').build(cfg).to(device)
+
+
+def build_classifier(name: str) -> Tuple[torch.nn.Module, int]:
+    """The ImageNet classifier of the config (random weights, eval mode) and its test crop size."""
+    import dinat_mm  # noqa: F401  (registers DiNAT)
+    from mmengine.config import Config
+
+    from dinat_mm.registry import scope_models
+    if name == 'dinat_t':
+        cfg = Config.fromfile(CLASSIFIERS[name])
+    else:
+        import mmpretrain
+        cfg = Config.fromfile(str(Path(mmpretrain.__file__).parent / '.mim/configs' / CLASSIFIERS[name]))
+    cfg.model.backbone.pop('init_cfg', None)
+    cfg.model.backbone.drop_path_rate = 0.0
+    model = scope_models('mmpretrain').build(cfg.model).eval()
+    return model, cfg.test_pipeline[-2].crop_size
 
 
 def build_detector(name: str, device: str = 'cpu', images=((800, 1216),), train: bool = False):
