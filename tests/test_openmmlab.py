@@ -1,4 +1,4 @@
-"""DiNAT through the OpenMMLab registries: custom_imports under mmdet's and mmseg's default scopes,
+"""DiNAT through the OpenMMLab registries: custom_imports under mmdet's, mmseg's and mmpretrain's default scopes,
 and Mask R-CNN / UPerNet models that train one step and predict on CPU."""
 import textwrap
 from pathlib import Path
@@ -16,7 +16,7 @@ WIDTHS = [16, 32, 64, 128]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg', 'mmpretrain'])
 def test_type_dinat_builds_under_default_scope_through_custom_imports(scope, tmp_path):
     """A fresh interpreter that has never imported dinat_mm: only the config's custom_imports does."""
     config = tmp_path / 'cfg.py'
@@ -25,6 +25,7 @@ def test_type_dinat_builds_under_default_scope_through_custom_imports(scope, tmp
         default_scope = '{scope}'
         backbone = {SMALL_BACKBONE!r}
         nat = dict(type='NAT', arch='mini')
+        isotropic = dict(type='NATIsotropic', embed_dim=32, depth=2, num_heads=2)
     '''))
     script = textwrap.dedent(f'''
         import sys
@@ -36,10 +37,11 @@ def test_type_dinat_builds_under_default_scope_through_custom_imports(scope, tmp
         init_default_scope(cfg.default_scope)
         model = MODELS.build(cfg.backbone)
         nat = MODELS.build(cfg.nat)
-        print(type(model).__module__, type(model).__name__, type(nat).__name__)
+        isotropic = MODELS.build(cfg.isotropic)
+        print(type(model).__module__, type(model).__name__, type(nat).__name__, type(isotropic).__name__)
     ''')
     out = run_python('-c', script)
-    assert out.stdout.split() == ['dinat_mm.models.dinat', 'DiNAT', 'NAT']
+    assert out.stdout.split() == ['dinat_mm.models.dinat', 'DiNAT', 'NAT', 'NATIsotropic']
 
 
 def test_import_dinat_mm_loads_the_runner_plugins_and_none_of_the_tools_side():
@@ -50,7 +52,7 @@ def test_import_dinat_mm_loads_the_runner_plugins_and_none_of_the_tools_side():
         import dinat_mm
         from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS
         print(sorted(m for m in sys.modules if m.startswith(('dinat_mm.cli', 'dinat_mm.export'))))
-        print(all(MODELS.get(n) for n in ('DiNAT', 'NAT', 'DiNAT_s')),
+        print(all(MODELS.get(n) for n in ('DiNAT', 'NAT', 'DiNAT_s', 'NATIsotropic')),
               all(HOOKS.get(n) for n in ('RNGStateHook', 'AtomicCheckpointHook', 'SyncNormStatsHook',
                                          'BF16FeaturesHook', 'CompileHook')),
               OPTIM_WRAPPERS.get('CPUBF16OptimWrapper') is not None)

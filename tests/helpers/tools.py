@@ -11,6 +11,7 @@ from typing import NamedTuple, Optional
 REPO = Path(__file__).resolve().parents[2]
 DET_TOY = 'configs/toy/maskrcnn_dinat_mini_toy.py'
 SEG_TOY = 'configs/toy/upernet_dinat_mini_toy.py'
+CLS_TOY = 'configs/toy/classifier_dinat_mini_toy.py'
 
 
 class Run(NamedTuple):
@@ -58,6 +59,12 @@ def toy_coco_options(root) -> list:
 
 def toy_ade_options(root) -> list:
     """--cfg-options entries that point an ADE20K-layout config at the toy set in ``root``."""
+    return [f'{loader}.dataset.data_root={root}' for loader in ('train_dataloader', 'val_dataloader',
+                                                                 'test_dataloader')]
+
+
+def toy_imagenet_options(root) -> list:
+    """--cfg-options entries that point a class-folder config at the toy set in ``root``."""
     return [f'{loader}.dataset.data_root={root}' for loader in ('train_dataloader', 'val_dataloader',
                                                                  'test_dataloader')]
 
