@@ -121,8 +121,8 @@ def test_bad_inputs_are_errors_that_name_them(tmp_path, capsys):
     assert 'checkpoint not found: nowhere.pth' in _error([TOY_SEG, 'nowhere.pth', '--out', out])
     assert 'config file not found: nowhere.py' in _error(['nowhere.py', '--out', out])
     other = tmp_path / 'other.py'
-    other.write_text("default_scope = 'mmpretrain'\nmodel = dict(type='X')\n")
-    assert "default_scope must be 'mmdet' or 'mmseg', got 'mmpretrain'" in _error([str(other), '--out', out])
+    other.write_text("default_scope = 'mmocr'\nmodel = dict(type='X')\n")
+    assert "default_scope must be one of 'mmdet', 'mmseg', 'mmpretrain', got 'mmocr'" in _error([str(other), '--out', out])
     assert 'belongs to mmdeploy' in _error([TOY_DET, '--out', out, '--part', 'model'])
     assert '--dynamic is not supported' in _error([TOY_SEG, '--out', out, '--dynamic'])
     assert '--shape must be positive' in _error([TOY_SEG, '--out', out, '--shape', '0', '64'])

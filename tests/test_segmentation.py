@@ -13,7 +13,7 @@ from mmengine.config import Config
 from tests.helpers.kill_resume import assert_same_training_state, train_with_kills
 from tests.helpers.models import (BACKBONE_TYPES, at_reduced_width, build_model, check_full_size, family,
                                    seg_batch, train_step_and_predict)
-from tests.helpers.tools import FEW_LAYERS, ONE_ITER, REPO, as_shipped, run_python
+from tests.helpers.tools import FEW_LAYERS, ONE_ITER, REPO, SHALLOW_DINAT_L, as_shipped, run_python
 from tests.helpers.tools import SEG_TOY as TOY
 
 SEG_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('upernet_*_ade20k.py'))
@@ -70,7 +70,7 @@ def test_family_config_runs_through_train_and_test_tools_unchanged(config, toy_a
     """DiNAT_s' UPerNet (NAT runs through a Cascade in tests/test_detection.py) and Mask2Former
     DiNAT-L, the config files as shipped; --cfg-options give the data root, one iteration, no
     ImageNet download and no worker processes."""
-    options = as_shipped(toy_ade)
+    options = as_shipped(toy_ade) + (SHALLOW_DINAT_L if 'mask2former' in config else [])
     work = tmp_path / 'work'
     _run('tools/train.py', config, '--work-dir', work, '--cfg-options', *options, *ONE_ITER)
     log = _run('tools/test.py', config, work / 'iter_1.pth', '--work-dir', work, '--cfg-options', *options)

@@ -27,8 +27,8 @@ def _tool(*args, prelude=''):
 
 @pytest.fixture(scope='module')
 def other_scope(tmp_path_factory):
-    path = tmp_path_factory.mktemp('cfg') / 'classifier.py'
-    path.write_text("default_scope = 'mmpretrain'\nmodel = dict(type='ImageClassifier')\n")
+    path = tmp_path_factory.mktemp('cfg') / 'recognizer.py'
+    path.write_text("default_scope = 'mmocr'\nmodel = dict(type='SARNet')\n")
     return path
 
 
@@ -48,8 +48,8 @@ def test_bad_input_is_refused_with_a_message_that_names_it(case, tmp_path, other
         'train_resume_missing': (['tools/train.py', DET, '--resume', tmp_path / 'none.pth'],
                                  f'checkpoint not found: {tmp_path}/none.pth'),
         'train_other_scope': (['tools/train.py', other_scope],
-                              f"{other_scope}: default_scope must be 'mmdet' or 'mmseg', got 'mmpretrain'"),
-        'test_other_scope': (['tools/test.py', other_scope, unknown], "default_scope must be 'mmdet' or 'mmseg'"),
+                              f"{other_scope}: default_scope must be one of 'mmdet', 'mmseg', 'mmpretrain', got 'mmocr'"),
+        'test_other_scope': (['tools/test.py', other_scope, unknown], "default_scope must be one of 'mmdet', 'mmseg', 'mmpretrain'"),
         'train_slurm': (['tools/train.py', DET, '--launcher', 'slurm'],
                         '--launcher slurm needs GPUs; on CPU use --launcher pytorch'),
         'convert_missing_source': (['tools/convert_checkpoint.py', tmp_path / 'none.pth', tmp_path / 'o.pth'],
@@ -58,7 +58,7 @@ def test_bad_input_is_refused_with_a_message_that_names_it(case, tmp_path, other
                                    "unrecognised checkpoint layout (first keys: ['conv1.weight', 'fc.weight'])"),
         'convert_whole_to_safetensors': (['tools/convert_checkpoint.py', '--whole', detector, tmp_path / 'o.safetensors'],
                                          "--whole cannot write"),
-        'flops_other_scope': (['tools/get_flops.py', other_scope], "default_scope must be 'mmdet' or 'mmseg'"),
+        'flops_other_scope': (['tools/get_flops.py', other_scope], "default_scope must be one of 'mmdet', 'mmseg', 'mmpretrain'"),
     }
     args, words = cases[case]
     code, err = _tool(*args)

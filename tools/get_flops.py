@@ -3,8 +3,8 @@ counted exactly) of the model in a config.
 
     python tools/get_flops.py CONFIG [--shape H W]
 
-Default shapes are the release's: 1280x800 for detection, 2048x512 for segmentation. The count is
-also split into backbone, neck and head(s).
+Default shapes are the release's: 1280x800 for detection, 2048x512 for segmentation, the config's
+test crop (224 or 384) for classification. The count is also split into backbone, neck and head(s).
 """
 import argparse
 import inspect
@@ -31,7 +31,12 @@ def main():
     init_default_scope(cfg.default_scope)
     cfg.model.backbone.init_cfg = None
     MODELS = scope_models(cfg.default_scope)
-    if cfg.default_scope == 'mmdet':
+    if cfg.default_scope == 'mmpretrain':
+        from mmpretrain.structures import DataSample
+        crop = cfg.test_pipeline[-2].crop_size
+        height, width = args.shape or (crop, crop)
+        data = dict(inputs=[torch.zeros(3, height, width, dtype=torch.uint8)], data_samples=[DataSample()])
+    elif cfg.default_scope == 'mmdet':
         from mmdet.testing import demo_mm_inputs
         height, width = args.shape or (800, 1280)
         data = demo_mm_inputs(batch_size=1, image_shapes=[(3, height, width)], num_items=[1])
@@ -53,9 +58,10 @@ def main():
     else:
         model.forward = partial(model.forward, data_samples=batch['data_samples'], mode='tensor')
     result = count(model, (batch['inputs'],))
-    parts = ', '.join(f'{name} {flops / 1e9:.0f} G' for name, flops in result['by_part'].items())
+    digits = 1 if cfg.default_scope == 'mmpretrain' else 0  # classifiers: a few GFLOPs each
+    parts = ', '.join(f'{name} {flops / 1e9:.{digits}f} G' for name, flops in result['by_part'].items())
     print(f'{args.config}: input {height}x{width}, params {result["params"] / 1e6:.1f} M, '
-          f'FLOPs {result["flops"] / 1e9:.0f} G ({parts})')
+          f'FLOPs {result["flops"] / 1e9:.{digits}f} G ({parts})')
 
 
 if __name__ == '__main__':

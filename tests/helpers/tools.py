@@ -84,13 +84,20 @@ ONE_ITER = ['train_cfg.max_iters=1', 'train_cfg.val_interval=1000', 'default_hoo
 
 def as_shipped(data_root, *evaluator_options) -> list:
     """--cfg-options for running a shipped config as it is: the data root of its three loaders, its
-    evaluators' files, no ImageNet download and no worker processes."""
+    evaluators' files, no ImageNet download and no worker processes; of the toy set, 4 training
+    images and 2 test images (mmengine's ``indices``), which is what one short run needs."""
     loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
     return [f'{loader}.dataset.data_root={data_root}/' for loader in loaders] + list(evaluator_options) + \
         [f'{loader}.num_workers=0' for loader in loaders] + \
-        [f'{loader}.persistent_workers=False' for loader in loaders] + ['model.backbone.init_cfg=None']
+        [f'{loader}.persistent_workers=False' for loader in loaders] + ['model.backbone.init_cfg=None'] + \
+        [f'{loader}.dataset.indices={4 if loader.startswith("train") else 2}' for loader in loaders]
 
 
 # The toy configs' DiNAT-Mini cut to five layers (one of them dilated per level that fits it): for
 # the tests whose cost grows with the layer count (compiling, ONNX export) and not with what they check.
 FEW_LAYERS = ['model.backbone.depths=[1,1,2,1]', 'model.backbone.dilations=[[1],[2],[1,2],[1]]']
+# Mask2Former DiNAT-L's backbone cut to one layer per level but two in the third (its widths, heads,
+# kernel and a dilated layer in each level whose config has one), for the runs that check the
+# config's wiring through the tools: the full depth is counted at full size elsewhere and adds
+# only time here.
+SHALLOW_DINAT_L = ['model.backbone.depths=[1,2,2,1]', 'model.backbone.dilations=[[14],[1,7],[1,3],[1]]']
