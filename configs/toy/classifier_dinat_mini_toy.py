@@ -14,7 +14,7 @@ max_iters = 300
 
 data_preprocessor = dict(num_classes=len(classes))
 model = dict(
-    backbone=dict(dilations=[[1, 4, 1], [1, 2, 1, 2], [1] * 6, [1] * 5], drop_path_rate=0.1),
+    backbone=dict(dilations=[[1, 4, 1], [1, 2, 1, 2], [1] * 6, [1] * 5], drop_path_rate=0.0),
     head=dict(num_classes=len(classes)),
     train_cfg=dict(_delete_=True))
 
@@ -49,7 +49,8 @@ test_dataloader = val_dataloader
 val_evaluator = [dict(type='Accuracy', topk=(1, 5)), dict(type='ConfusionMatrix')]
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05))
+# 16 images per step: a rate well below the release's 1e-3 for 1024 (at 1e-3 this model does not leave chance)
+optim_wrapper = dict(optimizer=dict(lr=3e-4, weight_decay=0.05))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=False, end=30),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=30, end=max_iters),
