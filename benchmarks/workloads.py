@@ -37,12 +37,19 @@ def alternating(fns: Dict[str, Callable], repeats: int) -> Dict[str, float]:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def detector_config(name: str):
+def peer_config(configs: Dict[str, str], name: str, library: str):
+    """The config of ``name``: this repository's (dinat_t) or the one ``library`` installs."""
+    import importlib
+
     from mmengine.config import Config
     if name == 'dinat_t':
-        return Config.fromfile(DETECTORS[name])
-    import mmdet
-    return Config.fromfile(str(Path(mmdet.__file__).parent / '.mim/configs' / DETECTORS[name]))
+        return Config.fromfile(configs[name])
+    package = Path(importlib.import_module(library).__file__).parent
+    return Config.fromfile(str(package / '.mim/configs' / configs[name]))
+
+
+def detector_config(name: str):
+    return peer_config(DETECTORS, name, 'mmdet')
 
 
 @lru_cache(maxsize=None)
@@ -86,14 +93,8 @@ def build_backbone(name: str, device: str = 'cpu', **overrides) -> torch.nn.Modu
 def build_classifier(name: str) -> Tuple[torch.nn.Module, int]:
     """The ImageNet classifier of the config (random weights, eval mode) and its test crop size."""
     import dinat_mm  # noqa: F401  (registers DiNAT)
-    from mmengine.config import Config
-
     from dinat_mm.registry import scope_models
-    if name == 'dinat_t':
-        cfg = Config.fromfile(CLASSIFIERS[name])
-    else:
-        import mmpretrain
-        cfg = Config.fromfile(str(Path(mmpretrain.__file__).parent / '.mim/configs' / CLASSIFIERS[name]))
+    cfg = peer_config(CLASSIFIERS, name, 'mmpretrain')
     cfg.model.backbone.pop('init_cfg', None)
     cfg.model.backbone.drop_path_rate = 0.0
     model = scope_models('mmpretrain').build(cfg.model).eval()
