@@ -40,7 +40,8 @@ def main(argv=None):
     parser.add_argument('--trust-source', action='store_true', help='full unpickle of SRC (only for trusted files)')
     args = parser.parse_args(argv)
 
-    from dinat_mm.checkpoint import CheckpointError, read_checkpoint, to_backbone, to_classifier, unwrap
+    from dinat_mm.checkpoint import (CheckpointError, is_mmpretrain_classifier, read_checkpoint, to_backbone,
+                                     to_classifier, unwrap)
     from dinat_mm.checkpoint.mask2former import is_detectron2_mask2former
     from dinat_mm.errors import UserError
     from dinat_mm.fileio import written_atomically
@@ -54,7 +55,7 @@ def main(argv=None):
             checkpoint = read_checkpoint(args.src)
         if args.whole:
             state = unwrap(checkpoint)
-            detector = any(k.startswith('backbone.') for k in state) and not any(k.startswith('head.fc.') for k in state)
+            detector = any(k.startswith('backbone.') for k in state) and not is_mmpretrain_classifier(state)
             report = dict(layout='detector', dropped=[])
             if is_detectron2_mask2former(state):
                 if not args.config:
@@ -89,18 +90,10 @@ def main(argv=None):
           f'{len(report["dropped"])} dropped {report["dropped"][:5]}')
 
 
-def meta_model_state(cfg):
-    """The state dict of the config's model, built on the meta device (shapes only, no memory)."""
-    from dinat_mm.registry import scope_models
-    cfg.model.backbone.init_cfg = None
-    with torch.device('meta'):
-        return scope_models(cfg.default_scope).build(cfg.model).state_dict()
-
-
 def classifier_for_config(checkpoint, config, name):
     """A classifier checkpoint as the mmpretrain model of ``config`` names it, checked against it."""
     from dinat_mm.checkpoint import CheckpointError, classifier_state
-    from dinat_mm.cli.config import load_config
+    from dinat_mm.cli.config import load_config, meta_model_state
     cfg = load_config(config)
     if cfg.default_scope != 'mmpretrain':
         raise CheckpointError(f'{config} is not an mmpretrain (classification) config')
@@ -112,7 +105,7 @@ def mask2former_for_config(state, config):
     that model built from the config."""
     from dinat_mm.checkpoint import CheckpointError
     from dinat_mm.checkpoint.mask2former import ade20k_panoptic_order, from_detectron2
-    from dinat_mm.cli.config import load_config
+    from dinat_mm.cli.config import load_config, meta_model_state
     cfg = load_config(config)
     head = dict(mmdet='panoptic_head', mmseg='decode_head').get(cfg.get('default_scope'))
     if head is None or 'Mask2Former' not in str(cfg.model.get(head, {}).get('type')):

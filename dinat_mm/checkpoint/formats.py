@@ -152,13 +152,18 @@ def final_norm_name(state: Mapping[str, torch.Tensor]) -> str:
     raise CheckpointError(f'no DiNAT/NAT levels or layers among the checkpoint\'s keys (first: {list(state)[:5]})')
 
 
+def is_mmpretrain_classifier(state: Mapping[str, torch.Tensor]) -> bool:
+    """A whole mmpretrain ImageClassifier: ``backbone.*`` and ``head.fc.*``."""
+    return any(k.startswith('head.fc.') for k in state) and any(k.startswith('backbone.') for k in state)
+
+
 def to_classifier(checkpoint) -> Tuple[StateDict, Dict]:
     """Any supported classifier checkpoint -> (mmpretrain ImageClassifier state dict, report).
 
     The report's ``head`` is False when the checkpoint has no classifier head (Hugging Face's
     DinatModel, a backbone or a detector): the head then stays as initialised."""
     state = unwrap(checkpoint)
-    if any(k.startswith('head.fc.') for k in state) and any(k.startswith('backbone.') for k in state):
+    if is_mmpretrain_classifier(state):
         kept = OrderedDict((k, v) for k, v in state.items() if k.startswith(('backbone.', 'head.')))
         return kept, dict(layout='mmpretrain', dropped=[k for k in state if k not in kept], head=True)
     backbone, report = to_backbone(state)

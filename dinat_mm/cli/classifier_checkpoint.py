@@ -11,13 +11,9 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from ..checkpoint import classifier_state, read_checkpoint, require_checkpoint, unwrap
+from ..checkpoint import classifier_state, is_mmpretrain_classifier, read_checkpoint, require_checkpoint, unwrap
 from ..fileio import written_atomically
-from ..registry import scope_models
-
-
-def is_mmpretrain_layout(state) -> bool:
-    return any(k.startswith('backbone.') for k in state) and any(k.startswith('head.') for k in state)
+from .config import meta_model_state
 
 
 def loadable_classifier_checkpoint(cfg: Config, path: str) -> str:
@@ -25,13 +21,9 @@ def loadable_classifier_checkpoint(cfg: Config, path: str) -> str:
     config's model (a head of another class count, or another architecture, is an error)."""
     require_checkpoint(path)
     checkpoint = read_checkpoint(path)
-    if is_mmpretrain_layout(unwrap(checkpoint)):
+    if is_mmpretrain_classifier(unwrap(checkpoint)):
         return path
-    model_cfg = cfg.model.copy()
-    model_cfg.backbone.init_cfg = None
-    with torch.device('meta'):
-        own = scope_models('mmpretrain').build(model_cfg).state_dict()
-    state, report = classifier_state(checkpoint, own, path)
+    state, report = classifier_state(checkpoint, meta_model_state(cfg), path)
     stem = osp.splitext(osp.basename(path.rstrip('/')))[0]
     out = osp.join(cfg.work_dir, 'converted', f'{stem}.pth')
     os.makedirs(osp.dirname(out), exist_ok=True)

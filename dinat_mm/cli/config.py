@@ -58,6 +58,15 @@ def load_config(path: str, cfg_options: Dict = None) -> Config:
     return cfg
 
 
+def meta_model_state(cfg: Config) -> Dict[str, torch.Tensor]:
+    """The state dict of the config's model, built on the meta device (shapes only, no memory,
+    no ImageNet download)."""
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.backbone.init_cfg = None
+    with torch.device('meta'):
+        return scope_models(cfg.default_scope).build(model_cfg).state_dict()
+
+
 def set_work_dir(cfg: Config, config_path: str, work_dir: str = None) -> None:
     if work_dir:
         cfg.work_dir = work_dir
