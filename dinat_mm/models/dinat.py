@@ -15,12 +15,10 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
-from mmengine.model import BaseModule
 
-from ..checkpoint import load_into_backbone
 from ..ops import BACKENDS
-from .layers import NATLayer, PatchEmbed, init_release_weights
+from .base import ReleaseBackbone
+from .layers import NATLayer, PatchEmbed
 from .variants import ARCH_SETTINGS, DINAT_S_ARCH_SETTINGS
 
 
@@ -85,7 +83,7 @@ def _check_int_list(name: str, value, length: Optional[int] = None) -> List[int]
     return list(value)
 
 
-class DiNAT(BaseModule):
+class DiNAT(ReleaseBackbone):
     """Dilated Neighborhood Attention Transformer backbone.
 
     Args:
@@ -224,17 +222,6 @@ class DiNAT(BaseModule):
             self.add_module(f'norm{i}', nn.LayerNorm(widths[i]))
         self._freeze()
 
-    def init_weights(self):
-        pretrained = self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained'
-        if self.init_cfg is not None and not pretrained:
-            super().init_weights()  # any other mmengine initializer
-            return
-        init_release_weights(self)  # also what a checkpoint leaves missing
-        if pretrained:
-            # Any supported layout (release, detector, Hugging Face, ours), loaded without running code.
-            load_into_backbone(self, self.init_cfg['checkpoint'], self.init_cfg.get('map_location', 'cpu'))
-        self._is_init = True
-
     def _frozen_modules(self) -> List[nn.Module]:
         if self.frozen_stages < 0:
             return []
@@ -264,11 +251,6 @@ class DiNAT(BaseModule):
                              f'got shape {tuple(x.shape)}')
         if not x.is_floating_point():
             raise TypeError(f'{type(self).__name__} expects a floating-point tensor, got {x.dtype}')
-
-    def _run(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and self.training and torch.is_grad_enabled():
-            return cp.checkpoint(layer, x, use_reentrant=False)
-        return layer(x)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         self._check_input(x)

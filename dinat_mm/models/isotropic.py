@@ -12,15 +12,13 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
-from mmengine.model import BaseModule
 
-from ..checkpoint import load_into_backbone
 from ..ops import BACKENDS
-from .layers import NATLayer, PatchEmbed, init_release_weights
+from .base import ReleaseBackbone
+from .layers import NATLayer, PatchEmbed
 
 
-class NATIsotropic(BaseModule):
+class NATIsotropic(ReleaseBackbone):
     """Isotropic NAT (``dilation=1``) or DiNAT (``dilation > 1``: layers 1, 3, 5, ... dilated).
 
     The constructor takes the release's arguments unchanged; ``img_size`` is the training
@@ -85,16 +83,6 @@ class NATIsotropic(BaseModule):
                      attn_drop_rate, dpr[i], None, attn_backend) for i in range(depth))
         self.norm = nn.LayerNorm(embed_dim)
 
-    def init_weights(self):
-        pretrained = self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained'
-        if self.init_cfg is not None and not pretrained:
-            super().init_weights()
-            return
-        init_release_weights(self)
-        if pretrained:
-            load_into_backbone(self, self.init_cfg['checkpoint'], self.init_cfg.get('map_location', 'cpu'))
-        self._is_init = True
-
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_chans:
             raise ValueError(f'NATIsotropic expects a 4-D tensor [N, {self.in_chans}, H, W], got '
@@ -102,10 +90,7 @@ class NATIsotropic(BaseModule):
         x = self.pos_drop(self.patch_embed(x))
         outs = []
         for i, layer in enumerate(self.layers):
-            if self.with_cp and self.training and torch.is_grad_enabled():
-                x = cp.checkpoint(layer, x, use_reentrant=False)
-            else:
-                x = layer(x)
+            x = self._run(layer, x)
             if i in self.out_indices:
                 outs.append(self.norm(x).permute(0, 3, 1, 2).contiguous())
         return tuple(outs)
