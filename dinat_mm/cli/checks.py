@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import os.path as osp
-from typing import List
+from typing import Callable, List
 
 import torch
 from mmengine.config import Config
@@ -17,27 +17,32 @@ from ..errors import UserError
 from .config import walk
 
 
+def walk_datasets(cfg: Config, loaders: List[str], visit: Callable[[dict], None]) -> None:
+    """``visit`` every dict inside the datasets of the config's ``loaders`` (wrapped ones too)."""
+    for loader in loaders:
+        dataset = (cfg.get(loader) or {}).get('dataset')
+        if dataset is not None:
+            walk(dataset.to_dict() if hasattr(dataset, 'to_dict') else dataset, visit)
+
+
 def dataset_paths(cfg: Config, loaders: List[str]) -> List[str]:
     """The files and folders the config's datasets read from (data_root joined)."""
     paths = []
-    for loader in loaders:
-        if cfg.get(loader) is None:
-            continue
 
-        def collect(d: dict) -> None:
-            root = d.get('data_root') or ''
-            if 'ann_file' in d and d['ann_file']:
-                paths.append(osp.join(root, d['ann_file']))
-            prefix = d.get('data_prefix') or {}
-            for value in ([prefix] if isinstance(prefix, str) else prefix.values()):
-                if isinstance(value, str) and value:
-                    paths.append(osp.join(root, value))
-            if 'ann_file' not in d and 'data_prefix' not in d and d.get('data_root'):
-                paths.append(root)
-        dataset = cfg[loader].get('dataset')
-        if dataset is not None:
-            walk(dataset.to_dict() if hasattr(dataset, 'to_dict') else dataset,
-                  lambda d: collect(d) if 'data_root' in d or 'ann_file' in d else None)
+    def collect(d: dict) -> None:
+        if 'data_root' not in d and 'ann_file' not in d:
+            return
+        root = d.get('data_root') or ''
+        if 'ann_file' in d and d['ann_file']:
+            paths.append(osp.join(root, d['ann_file']))
+        prefix = d.get('data_prefix') or {}
+        for value in ([prefix] if isinstance(prefix, str) else prefix.values()):
+            if isinstance(value, str) and value:
+                paths.append(osp.join(root, value))
+        if 'ann_file' not in d and 'data_prefix' not in d and d.get('data_root'):
+            paths.append(root)
+
+    walk_datasets(cfg, loaders, collect)
     return list(dict.fromkeys(paths))
 
 
@@ -104,11 +109,7 @@ def check_class_folders(cfg: Config, loaders: List[str]) -> None:
             raise UserError(f'{folder}: no class folders with images (a classification folder holds one folder per '
                             f'class: {folder}/<class>/<image>.jpg)')
 
-    for loader in loaders:
-        dataset = (cfg.get(loader) or {}).get('dataset')
-        if dataset is not None:
-            walk(dataset.to_dict() if hasattr(dataset, 'to_dict') else dataset,
-                 lambda d: check(d) if 'type' in d else None)
+    walk_datasets(cfg, loaders, check)
 
 
 def check_checkpoint_matches(model: torch.nn.Module, path: str) -> None:

@@ -19,8 +19,8 @@ def classification_summary(metrics: Dict, classes: Sequence[str]) -> str:
         width = max(6, *(len(n) for n in names))
         lines.append(f'{len(names)} classes, {sum(map(sum, matrix))} images; rows: true class, columns: predicted')
         lines.append(' ' * width + ''.join(f' {n:>{width}}' for n in names) + f' {"recall":>{width}}')
-        for name, row in zip(names, matrix):
-            recall = 100 * row[names.index(name)] / max(1, sum(row))
+        for i, (name, row) in enumerate(zip(names, matrix)):
+            recall = 100 * row[i] / max(1, sum(row))
             lines.append(f'{name:>{width}}' + ''.join(f' {v:>{width}}' for v in row) + f' {recall:>{width - 1}.1f}%')
         confusions = sorted(((matrix[i][j], names[i], names[j]) for i in range(len(names)) for j in range(len(names))
                              if i != j and matrix[i][j]), reverse=True)
