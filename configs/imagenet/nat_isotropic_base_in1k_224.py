@@ -3,21 +3,6 @@
 # Release: 86 M parameters, 16.9 GFLOPs, top-1 81.6 %. Its weights, evaluated with
 #   python tools/test.py configs/imagenet/nat_isotropic_base_in1k_224.py \
 #     https://shi-labs.com/projects/dinat/checkpoints/isotropic/nat_isotropic_base_in1k_224.pth
-_base_ = [
-    '../_base_/models/image_classifier_dinat.py', '../_base_/datasets/imagenet_224.py',
-    '../_base_/schedules/imagenet_300e_adamw.py', '../_base_/default_runtime_cls.py'
-]
-# the release's isotropic.py: 16x16 patches, 12 layers at 14x14, 7x7 neighbourhoods
-model = dict(
-    backbone=dict(
-        _delete_=True, type='NATIsotropic', img_size=224, patch_size=16, embed_dim=768, depth=12,
-        num_heads=24, mlp_ratio=4.0, kernel_size=7, dilation=1, drop_path_rate=0.4),
-    head=dict(in_channels=768))
-# 50 warm-up epochs and an exponential moving average of the weights (decay 0.9998 per step)
-warmup_epochs = 50
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=warmup_epochs, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=5e-6, by_epoch=True, begin=warmup_epochs, end=300,
-         convert_to_iter_based=True),
-]
-custom_hooks = [dict(type='RNGStateHook'), dict(type='EMAHook', momentum=2e-4, priority='ABOVE_NORMAL')]
+# DiNAT-iso-Base with every dilation 1
+_base_ = ['./dinat_isotropic_base_in1k_224.py']
+model = dict(backbone=dict(dilation=1))
