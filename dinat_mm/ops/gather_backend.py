@@ -59,24 +59,69 @@ def na2d(query, key, value, kernel_size: Tuple[int, int], dilation: Tuple[int, i
          rpb: Optional[torch.Tensor], scale: float) -> torch.Tensor:
     batch, heads, height, width, dim = (int(n) for n in query.shape)
     out_dtype = query.dtype
-    if out_dtype in (torch.float16, torch.bfloat16):  # computed in float32, as the other paths do
-        query, key, value = (t.float() for t in (query, key, value))
-        rpb = rpb.float() if rpb is not None else None
+    query, key, value, rpb = _compute_dtype(query, key, value, rpb)
     key_index, bias_index = (t.to(query.device) for t in neighbour_tables(height, width, kernel_size, dilation))
-    n, kk = height * width, kernel_size[0] * kernel_size[1]
+    n = height * width
     q = query.reshape(batch, heads, n, 1, dim)
     k, v = (t.reshape(batch, heads, n, dim) for t in (key, value))
-    table = rpb.reshape(heads, -1) if rpb is not None else None
     chunk, outs = _max_queries or n, []
     for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        index = key_index[start:stop].reshape(-1)
-        k_nb = k.index_select(2, index).reshape(batch, heads, stop - start, kk, dim)
-        v_nb = v.index_select(2, index).reshape(batch, heads, stop - start, kk, dim)
-        logits = torch.matmul(q[:, :, start:stop], k_nb.transpose(-1, -2)) * scale  # [B, heads, n, 1, kk]
-        if table is not None:
-            logits = logits + table.index_select(1, bias_index[start:stop].reshape(-1)).reshape(
-                heads, stop - start, 1, kk)
-        outs.append(torch.matmul(logits.softmax(-1), v_nb))
+        rows = slice(start, min(n, start + chunk))
+        logits = _window_logits(q[:, :, rows], k, rpb, key_index[rows], bias_index[rows], scale)
+        outs.append(torch.matmul(logits.softmax(-1), _neighbours(v, key_index[rows])))
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
     return out.reshape(batch, heads, height, width, dim).to(out_dtype)
+
+
+def attention_weights(query, key, kernel_size: Tuple[int, int], dilation: Tuple[int, int],
+                      rpb: Optional[torch.Tensor], scale: float) -> torch.Tensor:
+    """Each query's softmax weights over its window, ``[batch, heads, height, width, kh*kw]``, the
+    window's keys in row-major order (natten's ``natten2dqkrpb`` followed by a softmax)."""
+    batch, heads, height, width, dim = (int(n) for n in query.shape)
+    out_dtype = query.dtype
+    query, key, _, rpb = _compute_dtype(query, key, key, rpb)
+    key_index, bias_index = (t.to(query.device) for t in neighbour_tables(height, width, kernel_size, dilation))
+    n = height * width
+    logits = _window_logits(query.reshape(batch, heads, n, 1, dim), key.reshape(batch, heads, n, dim), rpb,
+                            key_index, bias_index, scale)
+    return logits.softmax(-1).reshape(batch, heads, height, width, -1).to(out_dtype)
+
+
+def weighted_values(weights: torch.Tensor, value: torch.Tensor, kernel_size: Tuple[int, int],
+                    dilation: Tuple[int, int]) -> torch.Tensor:
+    """The values of each query's window summed by ``weights`` [batch, heads, height, width,
+    kh*kw] (natten's ``natten2dav``): ``[batch, heads, height, width, head_dim]``."""
+    batch, heads, height, width, dim = (int(n) for n in value.shape)
+    out_dtype = value.dtype
+    weights, value = (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in (weights, value))
+    key_index, _ = neighbour_tables(height, width, kernel_size, dilation)
+    n = height * width
+    v_nb = _neighbours(value.reshape(batch, heads, n, dim), key_index.to(value.device))
+    out = torch.matmul(weights.reshape(batch, heads, n, 1, -1), v_nb)
+    return out.reshape(batch, heads, height, width, dim).to(out_dtype)
+
+
+def _compute_dtype(query, key, value, rpb):
+    """Half precision is computed in float32, as the other paths do."""
+    if query.dtype in (torch.float16, torch.bfloat16):
+        query, key, value = (t.float() for t in (query, key, value))
+        rpb = rpb.float() if rpb is not None else None
+    return query, key, value, rpb
+
+
+def _neighbours(x: torch.Tensor, key_index: torch.Tensor) -> torch.Tensor:
+    """[batch, heads, n, dim] rows gathered for queries' windows: [batch, heads, queries, kh*kw, dim]."""
+    batch, heads, _, dim = x.shape
+    queries, kk = key_index.shape
+    return x.index_select(2, key_index.reshape(-1)).reshape(batch, heads, queries, kk, dim)
+
+
+def _window_logits(q, k, rpb, key_index, bias_index, scale: float) -> torch.Tensor:
+    """q [batch, heads, queries, 1, dim] against its windows' keys, scaled, plus the bias:
+    [batch, heads, queries, 1, kh*kw]."""
+    logits = torch.matmul(q, _neighbours(k, key_index).transpose(-1, -2)) * scale
+    if rpb is None:
+        return logits
+    heads = rpb.shape[0]
+    queries, kk = bias_index.shape
+    return logits + rpb.reshape(heads, -1).index_select(1, bias_index.reshape(-1)).reshape(heads, queries, 1, kk)
