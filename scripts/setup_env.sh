@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=$VENV/bin/python
-STAMP=$VENV/.dinat_mm_env_v5
+STAMP=$VENV/.dinat_mm_env_v6
 TORCH=2.14.1
 TORCHVISION=0.29.1
 TRITON=3.8.0  # the Triton that torch 2.14.1 requires
@@ -56,6 +56,8 @@ $PIP install -q "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" ftfy 
 $PIP install -q "onnx==1.23.2" "onnxruntime==1.32.0" "onnxscript==0.7.2"
 # natten is optional (dinat_mm delegates to it only on CUDA); installed so its detection is tested.
 $PIP install -q "natten==0.21.*"
+# dinat_mm.hf runs transformers' DiNAT on dinat_mm's operator; the tested transformers (docs/huggingface.md).
+$PIP install -q "transformers==4.57.6"
 $PIP install -q --no-deps --no-build-isolation -e .
 # na2d's C++ kernel is compiled for this CPU on first use (about 35 s); do it now, not in a demo.
 "$PY" -c "from dinat_mm.ops import cpu_kernel as k; r = k.build(); print('na2d CPU kernel:', r or k.build_dir())"

@@ -18,7 +18,7 @@ its dilated window with zeros on the right/bottom (after LN1) and crops after th
 import torch
 import torch.nn.functional as F
 
-from .reference import na2d_brute
+from .reference import window_sum, window_weights
 
 
 def _ln(sd, prefix, x):
@@ -29,7 +29,8 @@ def _linear(sd, prefix, x):
     return F.linear(x, sd[prefix + 'weight'], sd.get(prefix + 'bias'))
 
 
-def layer(sd, p, x, heads, kernel, dilation):
+def layer(sd, p, x, heads, kernel, dilation, weights=None):
+    """One layer; its attention weights over the padded map are appended to ``weights`` if given."""
     batch, height, width, channels = x.shape
     h = _ln(sd, p + 'norm1.', x)
     window = kernel * dilation
@@ -37,7 +38,10 @@ def layer(sd, p, x, heads, kernel, dilation):
     h = F.pad(h, (0, 0, 0, pad_w, 0, pad_h))
     qkv = _linear(sd, p + 'attn.qkv.', h).reshape(batch, height + pad_h, width + pad_w, 3, heads, channels // heads)
     q, k, v = qkv.permute(3, 0, 4, 1, 2, 5)
-    a = na2d_brute(q, k, v, kernel, dilation, rpb=sd[p + 'attn.rpb'])
+    attn = window_weights(q, k, kernel, dilation, rpb=sd[p + 'attn.rpb'])
+    if weights is not None:
+        weights.append(attn)
+    a = window_sum(attn, v, kernel, dilation)
     a = a.permute(0, 2, 3, 1, 4).reshape(batch, height + pad_h, width + pad_w, channels)[:, :height, :width]
     a = _linear(sd, p + 'attn.proj.', a)
     x = x + (sd[p + 'gamma1'] * a if p + 'gamma1' in sd else a)
@@ -47,6 +51,13 @@ def layer(sd, p, x, heads, kernel, dilation):
 
 def logits(sd, spec, image):
     """The classifier's logits for ``image`` [N, 3, H, W]."""
+    return forward(sd, spec, image)['logits']
+
+
+def forward(sd, spec, image):
+    """What the classifier computes for ``image`` [N, 3, H, W], as a dict: ``embedding`` (after the
+    stem's norm), per level its output ``before`` and ``after`` its downsampling (the last level has
+    none; [N, H, W, C] each), ``weights`` (per level, its layers' attention weights) and ``logits``."""
     family = spec['family']
     if family == 'hierarchical':
         x = F.conv2d(image, sd['patch_embed.proj.0.weight'], sd['patch_embed.proj.0.bias'], stride=2, padding=1)
@@ -56,26 +67,30 @@ def logits(sd, spec, image):
         x = F.pad(image, (0, -image.shape[-1] % patch, 0, -image.shape[-2] % patch))
         x = F.conv2d(x, sd['patch_embed.proj.weight'], sd['patch_embed.proj.bias'], stride=patch)
     x = _ln(sd, 'patch_embed.norm.', x.permute(0, 2, 3, 1))
+    out = dict(embedding=x, before=[], after=[], weights=[])
     if family == 'isotropic':
         for i, dilation in enumerate(spec['dilations']):
             x = layer(sd, f'layers.{i}.', x, spec['heads'], spec['kernel'], dilation)
     else:
         levels = 'levels' if family == 'hierarchical' else 'layers'
         for i, dilations in enumerate(spec['dilations']):
+            out['weights'].append([])
             for j, dilation in enumerate(dilations):
-                x = layer(sd, f'{levels}.{i}.blocks.{j}.', x, spec['heads'][i], spec['kernel'], dilation)
+                x = layer(sd, f'{levels}.{i}.blocks.{j}.', x, spec['heads'][i], spec['kernel'], dilation,
+                          out['weights'][-1])
+            out['before'].append(x)
             down = f'{levels}.{i}.downsample.'
-            if i == len(spec['dilations']) - 1:
-                break
-            if family == 'hierarchical':
-                x = F.conv2d(x.permute(0, 3, 1, 2), sd[down + 'reduction.weight'], stride=2, padding=1)
-                x = _ln(sd, down + 'norm.', x.permute(0, 2, 3, 1))
-            else:
-                x = F.pad(x, (0, 0, 0, x.shape[2] % 2, 0, x.shape[1] % 2))
-                x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
-                x = _linear(sd, down + 'reduction.', _ln(sd, down + 'norm.', x))
-    pooled = _ln(sd, 'norm.', x).mean(dim=(1, 2))
-    return _linear(sd, 'head.', pooled)
+            if i < len(spec['dilations']) - 1:
+                if family == 'hierarchical':
+                    x = F.conv2d(x.permute(0, 3, 1, 2), sd[down + 'reduction.weight'], stride=2, padding=1)
+                    x = _ln(sd, down + 'norm.', x.permute(0, 2, 3, 1))
+                else:
+                    x = F.pad(x, (0, 0, 0, x.shape[2] % 2, 0, x.shape[1] % 2))
+                    x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
+                    x = _linear(sd, down + 'reduction.', _ln(sd, down + 'norm.', x))
+            out['after'].append(x)
+    out['logits'] = _linear(sd, 'head.', _ln(sd, 'norm.', x).mean(dim=(1, 2)))
+    return out
 
 
 def random_release_state(spec, num_classes, seed=0):
