@@ -2,7 +2,7 @@
 # Every target creates the environment in .venv/ first when it is missing (scripts/setup_env.sh).
 PY := .venv/bin/python
 
-.PHONY: setup demo demo-seg demo-cls test test-fast bench
+.PHONY: setup demo demo-seg demo-cls demo-hf test test-fast bench
 setup:
 	bash scripts/setup_env.sh
 
@@ -14,6 +14,11 @@ demo-seg: setup
 
 demo-cls: setup
 	bash scripts/demo.sh cls
+
+# a Hugging Face DiNAT folder (random DiNAT-Mini weights) in transformers and in mmpretrain: same top classes
+demo-hf: setup
+	$(PY) tools/make_toy_data.py hub data/toy_hub
+	$(PY) tools/hf_compare.py data/toy_hub/model configs/imagenet/dinat_mini_in1k_224.py data/toy_hub/image.jpg
 
 test: setup
 	$(PY) -m pytest -q tests

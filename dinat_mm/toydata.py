@@ -219,3 +219,28 @@ def make_toy_imagenet(root, num_train: int = 600, num_val: int = 120, size: int 
                                 [cv2.IMWRITE_JPEG_QUALITY, 95])
 
     return _write_atomically(Path(root), params, fill)
+
+
+def make_toy_hub(root, seed: int = 0) -> Path:
+    """Write ``root/model/`` as Hugging Face publishes a DinatForImageClassification (config.json,
+    model.safetensors) with random weights of DiNAT-Mini's ImageNet-1K architecture, and
+    ``root/image.jpg`` (a toy texture): a stand-in for a hub download, which this needs none of."""
+    params = dict(kind='hub', seed=seed, version=1)
+
+    def fill(tmp: Path) -> None:
+        import torch
+
+        from . import hf
+        from .models.variants import ARCH_SETTINGS
+        hf.enable()
+        from transformers import DinatConfig, DinatForImageClassification
+        arch = ARCH_SETTINGS['mini']
+        config = DinatConfig(embed_dim=arch['embed_dim'], depths=arch['depths'], num_heads=arch['num_heads'],
+                             kernel_size=arch['kernel_size'], dilations=arch['dilations'], mlp_ratio=arch['mlp_ratio'],
+                             layer_scale_init_value=0.0, num_labels=1000,
+                             id2label={i: f'class_{i}' for i in range(1000)})
+        torch.manual_seed(seed)
+        DinatForImageClassification(config).save_pretrained(tmp / 'model')
+        cv2.imwrite(str(tmp / 'image.jpg'), _texture(np.random.RandomState(seed), 'rings', 256).astype(np.uint8))
+
+    return _write_atomically(Path(root), params, fill)
