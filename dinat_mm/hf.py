@@ -4,9 +4,9 @@
 transformers' ``modeling_dinat`` cannot run as shipped. At import it takes ``natten2dqkrpb`` and
 ``natten2dav`` from natten whenever natten is installed, and natten removed them in 0.17.5; without
 natten every Dinat class refuses to build. Its attention's forward also splits the heads wrongly
-(4.57 unpacks a 4-D map as 3-D; 5.x swaps heads and width before the ops), so providing the two
-ops alone would not make it compute DiNAT. :func:`enable` therefore touches three names in that one
-module, and nothing else of transformers:
+(4.57 unpacks a 4-D map as 3-D; 5.x hands the ops [batch, width, height, heads, head_dim]), so
+providing the two ops alone would not make it compute DiNAT. :func:`enable` therefore touches
+three names in that one module, and nothing else of transformers:
 
 - the module is imported with transformers' natten check answering False, so the failing import
   is skipped (this module only; transformers' own answer is restored at once);

@@ -46,12 +46,13 @@ def test_type_dinat_builds_under_default_scope_through_custom_imports(scope, tmp
 
 def test_import_dinat_mm_loads_the_runner_plugins_and_none_of_the_tools_side():
     """A config's custom_imports registers the backbones, hooks and optimizer wrapper, and loads
-    neither the tools' config preparation and pre-run checks nor the export code."""
+    neither the tools' config preparation and pre-run checks, nor the export code, nor the
+    transformers patch."""
     script = textwrap.dedent('''
         import sys
         import dinat_mm
         from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS
-        print(sorted(m for m in sys.modules if m.startswith(('dinat_mm.cli', 'dinat_mm.export'))))
+        print(sorted(m for m in sys.modules if m.startswith(('dinat_mm.cli', 'dinat_mm.export', 'dinat_mm.hf'))))
         print(all(MODELS.get(n) for n in ('DiNAT', 'NAT', 'DiNAT_s', 'NATIsotropic')),
               all(HOOKS.get(n) for n in ('RNGStateHook', 'AtomicCheckpointHook', 'SyncNormStatsHook',
                                          'BF16FeaturesHook', 'CompileHook')),
