@@ -56,7 +56,7 @@ def enable():
                            for lo, hi in SUPPORTED)
         raise UserError(f'transformers {transformers.__version__} is not supported by dinat_mm.hf '
                         f'(supported: {ranges})')
-    modeling = _import_without_natten_ops(transformers)
+    modeling = _import_without_natten_ops()
     if getattr(modeling, '_dinat_mm_enabled', False):
         return modeling
     modeling.requires_backends = _without_natten(modeling.requires_backends)
@@ -65,7 +65,7 @@ def enable():
     return modeling
 
 
-def _import_without_natten_ops(transformers):
+def _import_without_natten_ops():
     utils = importlib.import_module('transformers.utils')
     natten_check = utils.is_natten_available
     utils.is_natten_available = lambda: False
