@@ -25,6 +25,8 @@ from typing import Optional, Tuple
 
 import torch
 
+from dinat_mm_versions import major_minor
+
 from .errors import UserError
 from .ops import na2d
 from .ops.gather_backend import attention_weights, weighted_values
@@ -36,11 +38,8 @@ _MODULE = 'transformers.models.dinat.modeling_dinat'
 
 
 def supported(version: str) -> bool:
-    try:
-        major_minor = tuple(int(part) for part in version.split('.')[:2])
-    except ValueError:
-        return False
-    return any(low <= major_minor <= high for low, high in SUPPORTED)
+    found = major_minor(version)
+    return found is not None and any(low <= found <= high for low, high in SUPPORTED)
 
 
 def enable():

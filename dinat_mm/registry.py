@@ -7,11 +7,11 @@ tools use) builds under ``default_scope='mmdet'``, ``'mmseg'`` and ``'mmpretrain
 config imports ``dinat_mm``.
 """
 import importlib
-import sys
-from importlib.metadata import PackageNotFoundError, version
 
 import torch
 from mmengine.registry import HOOKS, MODELS, OPTIM_WRAPPERS
+
+from dinat_mm_versions import close_mmpretrain_multimodal_gate
 
 from .checkpoint.loading import allowed_globals
 from .models import NAT, DiNAT, DiNAT_s, NATIsotropic
@@ -33,24 +33,9 @@ OPTIM_WRAPPERS.register_module(module=CPUBF16OptimWrapper, force=True)
 torch.serialization.add_safe_globals(allowed_globals())
 
 
-def _mmpretrain_multimodal_gate() -> None:
-    """mmpretrain 1.2.0 imports its multimodal models (BLIP, CLIP, ...) whenever transformers is
-    installed, and they import names that transformers.modeling_utils no longer has from 4.56 on:
-    ``import mmpretrain.models`` then fails, classifiers included. With such a transformers, that gate
-    is closed before mmpretrain's models are imported; mmpretrain then registers placeholders for
-    them."""
-    if 'mmpretrain.models' in sys.modules:
-        return
-    try:
-        major, minor = (int(part) for part in version('transformers').split('.')[:2])
-        version('mmpretrain')
-    except (PackageNotFoundError, ValueError):
-        return
-    if (major, minor) >= (4, 56):
-        importlib.import_module('mmpretrain.utils.dependency').WITH_MULTIMODAL = False
-
-
-_mmpretrain_multimodal_gate()
+# transformers >= 4.56 beside mmpretrain 1.2.0: closed before any config imports mmpretrain's models
+# (the environment's start-up hook does the same earlier; see dinat_mm_versions)
+close_mmpretrain_multimodal_gate()
 
 SCOPES = ('mmdet', 'mmseg', 'mmpretrain')  # the OpenMMLab libraries whose configs dinat_mm's tools take
 

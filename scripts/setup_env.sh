@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=$VENV/bin/python
-STAMP=$VENV/.dinat_mm_env_v7
+STAMP=$VENV/.dinat_mm_env_v8
 TORCH=2.14.1
 TORCHVISION=0.29.1
 TRITON=3.8.0  # the Triton that torch 2.14.1 requires
@@ -58,12 +58,12 @@ $PIP install -q "onnx==1.23.2" "onnxruntime==1.32.0" "onnxscript==0.7.2"
 $PIP install -q "natten==0.21.*"
 # dinat_mm.hf runs transformers' DiNAT on dinat_mm's operator; the tested transformers (docs/huggingface.md).
 $PIP install -q "transformers==4.57.6"
-# ...which mmpretrain 1.2.0's multimodal models cannot import: the gate closes them at start-up,
-# before mmdet's or mmseg's own imports of mmpretrain (scripts/mmpretrain_multimodal_gate.py).
-SITE=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-cp scripts/mmpretrain_multimodal_gate.py "$SITE/_mmpretrain_multimodal_gate.py"
-echo "import _mmpretrain_multimodal_gate" > "$SITE/mmpretrain_multimodal_gate.pth"
 $PIP install -q --no-deps --no-build-isolation -e .
+# ...which mmpretrain 1.2.0's multimodal models cannot import: the gate closes them at start-up,
+# before mmdet's or mmseg's own imports of mmpretrain (dinat_mm_versions.py).
+SITE=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+rm -f "$SITE/_mmpretrain_multimodal_gate.py" "$SITE/mmpretrain_multimodal_gate.pth"
+echo "import dinat_mm_versions; dinat_mm_versions.close_mmpretrain_multimodal_gate()" > "$SITE/dinat_mm_versions.pth"
 # na2d's C++ kernel is compiled for this CPU on first use (about 35 s); do it now, not in a demo.
 "$PY" -c "from dinat_mm.ops import cpu_kernel as k; r = k.build(); print('na2d CPU kernel:', r or k.build_dir())"
 touch "$STAMP"
