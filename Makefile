@@ -20,12 +20,14 @@ demo-hf: setup
 	$(PY) tools/make_toy_data.py hub data/toy_hub
 	$(PY) tools/hf_compare.py data/toy_hub/model configs/imagenet/dinat_mini_in1k_224.py data/toy_hub/image.jpg
 
+# Both tiers run on two pytest workers (pytest-xdist): most of a tool run is single-threaded
+# importing, and each worker's torch gets one thread (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
 # the unit tier, for after every change: everything but the tests marked slow (docs/development.md)
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow" tests
 
 bench: setup
 	$(PY) -m benchmarks

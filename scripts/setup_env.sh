@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=$VENV/bin/python
-STAMP=$VENV/.dinat_mm_env_v8
+STAMP=$VENV/.dinat_mm_env_v9
 TORCH=2.14.1
 TORCHVISION=0.29.1
 TRITON=3.8.0  # the Triton that torch 2.14.1 requires
@@ -51,7 +51,7 @@ if [ "$(cat "$MARK" 2>/dev/null)" != "$TORCH" ] || ! "$PY" -c "import mmcv.ops" 
   echo "$TORCH" > "$MARK"
 fi
 $PIP install -q "mmdet==3.3.0" "mmsegmentation==1.2.2" "mmpretrain==1.2.0" ftfy regex \
-  "pytest>=8" safetensors
+  "pytest>=8" "pytest-xdist==3.8.0" safetensors
 # tools/export.py: torch's ONNX exporter (onnxscript) and onnxruntime to check and run the graphs.
 $PIP install -q "onnx==1.23.2" "onnxruntime==1.32.0" "onnxscript==0.7.2"
 # natten is optional (dinat_mm delegates to it only on CUDA); installed so its detection is tested.

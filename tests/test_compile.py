@@ -121,8 +121,12 @@ def test_training_traces_in_one_graph_with_dynamic_shapes():
             torch.testing.assert_close(got, want)
 
 
+# The detector (backbone and FPN neck) and the segmentor (UPerNet: a backbone and no neck); the
+# detector also trains and tests compiled through the tools (tests/test_detection.py).
 @pytest.mark.slow
-def test_compile_hook_compiles_backbone_and_neck_in_place_with_the_configs_options():
+@pytest.mark.parametrize('config, scope, parts', [('configs/toy/maskrcnn_dinat_mini_toy.py', 'mmdet', ('backbone', 'neck')),
+                                                  ('configs/toy/upernet_dinat_mini_toy.py', 'mmseg', ('backbone',))])
+def test_compile_hook_compiles_backbone_and_neck_in_place_with_the_configs_options(config, scope, parts):
     from types import SimpleNamespace
 
     from mmengine.config import Config
@@ -130,17 +134,20 @@ def test_compile_hook_compiles_backbone_and_neck_in_place_with_the_configs_optio
     from dinat_mm.cli.config import enable_compile
     from dinat_mm.registry import scope_models
     from dinat_mm.runner import CompileHook
-    cfg = Config.fromfile('configs/toy/maskrcnn_dinat_mini_toy.py')
+    cfg = Config.fromfile(config)
     cfg.compile = dict(backend='eager')  # mmengine's compile entry: its options reach torch.compile
     enable_compile(cfg)
     assert cfg.compile is None and cfg.custom_hooks[-1] == dict(type='CompileHook', options=dict(backend='eager'))
-    model = scope_models('mmdet').build(cfg.model)
+    model = scope_models(scope).build(cfg.model)
+    assert tuple(p for p in ('backbone', 'neck') if getattr(model, p, None) is not None) == parts
     keys = set(model.state_dict())
-    runner = SimpleNamespace(model=model, logger=SimpleNamespace(info=lambda msg: None))
+    logged = []
+    runner = SimpleNamespace(model=model, logger=SimpleNamespace(info=logged.append))
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     CompileHook(options=cfg.custom_hooks[-1].options).before_run(runner)
-    assert model.backbone._compiled_call_impl is not None and model.neck._compiled_call_impl is not None
+    assert all(getattr(model, p)._compiled_call_impl is not None for p in parts)
+    assert f'torch.compile of the {" and ".join(parts)}' in logged[0]
     model.extract_feat(torch.randn(1, 3, 64, 64))
-    assert torch._dynamo.utils.counters['stats']['unique_graphs'] >= 2  # backbone and neck went through dynamo
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] >= len(parts)  # each part went through dynamo
     assert set(model.state_dict()) == keys  # in place: checkpoints keep their keys

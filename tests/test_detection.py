@@ -16,8 +16,8 @@ from dinat_mm.checkpoint import load_checkpoint_file
 from tests.helpers.tools import DET_TOY as TOY
 from tests.helpers.models import (BACKBONE_TYPES, at_reduced_width, build_model, check_full_size, family,
                                    train_step_and_predict, with_few_rois)
-from tests.helpers.tools import (FEW_LAYERS, ONE_ITER, REPO, SHALLOW_DINAT_L, as_shipped, run_python, toy_coco_options,
-                                 train_options)
+from tests.helpers.tools import (FEW_LAYERS, ONE_ITER, REPO, SHALLOW_DINAT_L, as_shipped, run_python, run_tool_here,
+                                 toy_coco_options, train_options)
 
 DET_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('*maskrcnn_*_coco.py'))
 
@@ -80,9 +80,10 @@ def test_resume_ends_with_the_same_weights(toy_coco, tmp_path):
     (tests/test_segmentation.py): the checkpoint hook and the resume choice are the same."""
     every = ('default_hooks.checkpoint.interval=1', 'randomness.deterministic=True')
     run_tool('tools/train.py', TOY, *_train(toy_coco, tmp_path / 'straight', 2, *every))
-    run_tool('tools/train.py', TOY, *_train(toy_coco, tmp_path / 'resumed', 1, *every))
-    run_tool('tools/train.py', TOY, '--resume', tmp_path / 'resumed' / 'iter_1.pth',
-             *_train(toy_coco, tmp_path / 'resumed', 2, *every))
+    # the straight run's first checkpoint, continued in a work dir of its own
+    log = run_tool('tools/train.py', TOY, '--resume', tmp_path / 'straight' / 'iter_1.pth',
+                   *_train(toy_coco, tmp_path / 'resumed', 2, *every))
+    assert re.search(r'resumed epoch: \d+, iter: 1\b', log) and not (tmp_path / 'resumed' / 'iter_1.pth').exists()
     straight = load_checkpoint_file(tmp_path / 'straight' / 'iter_2.pth')['state_dict']
     resumed = load_checkpoint_file(tmp_path / 'resumed' / 'iter_2.pth')['state_dict']
     assert straight.keys() == resumed.keys()
@@ -240,12 +241,11 @@ def test_mask2former_coco_panoptic_config_trains_and_test_names_what_evaluation_
     assert 'Epoch(test)' not in out.log  # refused before any inference
 
 
-@pytest.mark.slow
 def test_train_tool_names_a_missing_dataset_and_config(tmp_path):
-    out = run_python('tools/train.py', 'configs/maskrcnn_dinat_tiny_coco.py', '--cfg-options',
-                     f'train_dataloader.dataset.data_root={tmp_path}/nowhere/', ok=False)
+    out = run_tool_here('tools/train.py', 'configs/maskrcnn_dinat_tiny_coco.py', '--cfg-options',
+                        f'train_dataloader.dataset.data_root={tmp_path}/nowhere/')
     assert out.code != 0 and f'dataset not found: {tmp_path}/nowhere/annotations/instances_train2017.json' in out.stderr
-    out = run_python('tools/train.py', 'configs/no_such.py', ok=False)
+    out = run_tool_here('tools/train.py', 'configs/no_such.py')
     assert out.code != 0 and 'config file not found: configs/no_such.py' in out.stderr
 
 

@@ -11,7 +11,7 @@ import dinat_mm.hf
 from dinat_mm.errors import UserError
 from tests.helpers import classifier_reference as ref
 from tests.helpers.reference import window_sum, window_weights
-from tests.helpers.tools import run_python
+from tests.helpers.tools import run_python, run_tool_here
 
 modeling = dinat_mm.hf.enable()
 from transformers import (AutoModelForImageClassification, DinatBackbone, DinatConfig,  # noqa: E402
@@ -225,5 +225,5 @@ def test_a_hub_folder_runs_both_ways_with_the_same_top_classes(tmp_path):
     assert 'same top classes: yes' in run.stdout, run.log
     difference = float(run.stdout.rsplit('largest logit difference: ', 1)[1].split()[0])
     assert difference < 1e-4, run.log
-    missing = run_python('tools/hf_compare.py', tmp_path / 'nowhere', config, tmp_path / 'hub' / 'image.jpg', ok=False)
+    missing = run_tool_here('tools/hf_compare.py', tmp_path / 'nowhere', config, tmp_path / 'hub' / 'image.jpg')
     assert missing.code != 0 and f'hub folder: {tmp_path / "nowhere" / "config.json"} not found' in missing.stderr

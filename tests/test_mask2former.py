@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 
 from tests.helpers.models import at_reduced_width, build_model, check_full_size, seg_batch, train_step_and_predict
-from tests.helpers.tools import REPO, run_python
+from tests.helpers.tools import REPO, run_tool_here
 
 M2F_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('mask2former_dinat_large_*.py'))
 MMDET = {'coco_panoptic': 133, 'coco_instance': 80, 'ade20k_panoptic': 150, 'ade20k_instance': 100,
@@ -169,7 +169,7 @@ _ADE_IDS = {'wall': 0, 'sky': 2, 'bed': 7, 'person': 12, 'car': 20, 'grass': 9, 
 def _convert(tmp_path, state, config):
     src, dst = tmp_path / 'd2.pth', tmp_path / 'mm.pth'
     torch.save({'model': state, 'iteration': 1}, src)
-    return run_python('tools/convert_checkpoint.py', src, dst, '--whole', '--config', config, ok=False), dst
+    return run_tool_here('tools/convert_checkpoint.py', src, dst, '--whole', '--config', config), dst
 
 
 @pytest.mark.slow
@@ -209,7 +209,7 @@ def test_detectron2_mask2former_conversion_refuses_a_missing_or_wrong_config(tmp
     state = _detectron2_state(133, 200, torch.Generator().manual_seed(2))
     src = tmp_path / 'd2.pth'
     torch.save({'model': state}, src)
-    out = run_python('tools/convert_checkpoint.py', src, tmp_path / 'a.pth', '--whole', ok=False)
+    out = run_tool_here('tools/convert_checkpoint.py', src, tmp_path / 'a.pth', '--whole')
     assert out.code != 0 and 'is a detectron2 Mask2Former checkpoint: give --config' in out.stderr
     out, dst = _convert(tmp_path, state, 'configs/maskrcnn_dinat_tiny_coco.py')
     assert out.code != 0 and 'configs/maskrcnn_dinat_tiny_coco.py is not an mmdet/mmseg Mask2Former config' in out.stderr

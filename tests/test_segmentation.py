@@ -13,7 +13,7 @@ from mmengine.config import Config
 from tests.helpers.kill_resume import assert_same_training_state, train_with_kills
 from tests.helpers.models import (BACKBONE_TYPES, at_reduced_width, build_model, check_full_size, family,
                                    seg_batch, train_step_and_predict)
-from tests.helpers.tools import FEW_LAYERS, ONE_ITER, REPO, SHALLOW_DINAT_L, as_shipped, run_python
+from tests.helpers.tools import ONE_ITER, REPO, SHALLOW_DINAT_L, as_shipped, run_python, run_tool_here
 from tests.helpers.tools import SEG_TOY as TOY
 
 SEG_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('upernet_*_ade20k.py'))
@@ -186,9 +186,8 @@ def test_amp_runs_the_segmentors_forward_under_bfloat16_autocast_in_its_optimize
     assert not torch.is_autocast_enabled('cpu')  # only inside the optimizer context
 
 
-@pytest.mark.slow
 def test_tta_needs_the_config_entries(tmp_path):
-    out = run_python('tools/test.py', 'configs/maskrcnn_dinat_mini_coco.py', 'x.pth', '--tta', ok=False)
+    out = run_tool_here('tools/test.py', 'configs/maskrcnn_dinat_mini_coco.py', 'x.pth', '--tta')
     assert out.code != 0 and '--tta needs tta_model and tta_pipeline in the config' in out.stderr
 
 
@@ -198,14 +197,3 @@ def test_amp_trains_segmentors_under_bfloat16_autocast_on_cpu(toy_ade, tmp_path)
          'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None')
     assert "type='CPUBF16OptimWrapper'" in (tmp_path / 'amp' / Path(TOY).name).read_text()
     assert (tmp_path / 'amp' / 'iter_1.pth').is_file()
-
-
-@pytest.mark.slow
-def test_compile_trains_the_toy_segmentor(toy_ade, tmp_path):
-    cache = tmp_path / 'inductor'
-    work = tmp_path / 'compiled'
-    _run('tools/train.py', TOY, '--compile', *_options(toy_ade, work), 'val_cfg=None', 'val_dataloader=None',
-         'val_evaluator=None', *FEW_LAYERS, env=dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(cache)))
-    assert "type='CompileHook'" in (work / Path(TOY).name).read_text()
-    assert list(cache.rglob('*.py')), 'inductor generated no code: nothing was compiled'
-    assert (work / 'iter_2.pth').is_file()

@@ -16,12 +16,12 @@ from dinat_mm.runner import cpu_bf16_support
 
 from tests.helpers.tools import DET_TOY as DET
 from tests.helpers.tools import SEG_TOY as SEG
-from tests.helpers.tools import REPO, run_python
+from tests.helpers.tools import REPO, run_python, run_tool_here
 
 
-def _tool(*args, prelude=''):
-    """Run a tool (optionally after ``prelude`` in the same interpreter); returns (exit code, stderr)."""
-    run = run_python(*args, prelude=prelude, ok=False)
+def _tool(*args):
+    """Run a tool in this interpreter (the refusals end before any work); returns (exit code, stderr)."""
+    run = run_tool_here(*args)
     return run.code, run.stderr
 
 
@@ -35,7 +35,6 @@ def other_scope(tmp_path_factory):
 @pytest.mark.parametrize('case', ['test_missing_checkpoint', 'test_out_not_pkl', 'train_resume_missing',
                                   'train_other_scope', 'test_other_scope', 'train_slurm', 'convert_missing_source',
                                   'convert_unknown_layout', 'convert_whole_to_safetensors', 'flops_other_scope'])
-@pytest.mark.slow
 def test_bad_input_is_refused_with_a_message_that_names_it(case, tmp_path, other_scope):
     unknown = tmp_path / 'resnet.pth'
     torch.save({'conv1.weight': torch.zeros(4, 3, 3, 3), 'fc.weight': torch.zeros(10, 4)}, unknown)
@@ -95,16 +94,11 @@ def test_amp_is_refused_without_native_bf16_unless_forced(config, monkeypatch):
         any(h.type == 'BF16FeaturesHook' for h in cfg.custom_hooks)
 
 
-@pytest.mark.slow
-def test_train_tool_refuses_amp_before_training_and_accepts_force():
-    prelude = '''
-        import dinat_mm.cli.config as c
-        c.cpu_bf16_support = lambda: 'CPU capability AVX2, without AVX512_BF16, AMX or BF16'
-    '''
-    code, err = _tool('tools/train.py', DET, '--amp', prelude=prelude)
-    assert code != 0 and '--amp on this CPU (CPU capability AVX2' in err and 'Traceback' not in err
-    code, err = _tool('tools/train.py', DET, '--amp', 'force', '--cfg-options', 'train_dataloader.dataset.data_root=/nowhere/',
-                      prelude=prelude)
+def test_train_tool_refuses_amp_before_training_and_accepts_force(monkeypatch):
+    monkeypatch.setattr(tool_config, 'cpu_bf16_support', lambda: 'CPU capability AVX2, without AVX512_BF16, AMX or BF16')
+    code, err = _tool('tools/train.py', DET, '--amp')
+    assert code != 0 and '--amp on this CPU (CPU capability AVX2' in err
+    code, err = _tool('tools/train.py', DET, '--amp', 'force', '--cfg-options', 'train_dataloader.dataset.data_root=/nowhere/')
     assert code != 0 and 'dataset not found: /nowhere/' in err  # past the --amp check
 
 
