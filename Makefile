@@ -23,7 +23,7 @@ demo-hf: setup
 # Both tiers run on two pytest workers (pytest-xdist): most of a tool run is single-threaded
 # importing, and each worker's torch gets one thread (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadgroup tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=20 tests
 
 # the unit tier, for after every change: everything but the tests marked slow (docs/development.md)
 test-fast: setup
