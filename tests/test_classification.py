@@ -217,4 +217,5 @@ def test_tools_refuse_bad_classification_input_by_name(toy_imagenet, tmp_path):
     for name, (args, message) in cases.items():
         run = run_tool_here(*args)
         assert run.code != 0 and re.search(message, run.stderr), (name, run.stderr[-1500:])
+        assert 'Traceback' not in run.stderr, (name, run.stderr[-1500:])
     assert not (tmp_path / 'o.pth').exists()

@@ -1,4 +1,5 @@
-"""Running the tools (and other Python) in fresh interpreters, as a user does."""
+"""Running the tools (and other Python) in fresh interpreters, as a user does, or, for their
+refusals, in this one."""
 from __future__ import annotations
 
 import contextlib
@@ -28,16 +29,11 @@ class Run(NamedTuple):
         return self.stdout + self.stderr
 
 
-def run_python(*args, prelude: str = '', ok: bool = True, cwd=REPO, env: Optional[dict] = None,
-               timeout: int = 900) -> Run:
+def run_python(*args, ok: bool = True, cwd=REPO, env: Optional[dict] = None, timeout: int = 900) -> Run:
     """``python ARGS`` in a fresh interpreter: a tool's path and its arguments, or ``-c CODE``.
-    ``prelude`` is code run first in the same interpreter (to patch something), then the tool as
-    ``__main__``. With ``ok`` the run must succeed."""
+    With ``ok`` the run must succeed."""
     args = [str(a) for a in args]
-    if prelude:
-        args = ['-c', textwrap.dedent(prelude) + f'\nimport runpy, sys\nsys.argv = {args!r}\n'
-                "runpy.run_path(sys.argv[0], run_name='__main__')"]
-    elif args[:1] == ['-c']:
+    if args[:1] == ['-c']:
         args[1] = textwrap.dedent(args[1])
     out = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     run = Run(out.returncode, out.stdout, out.stderr)
@@ -49,7 +45,7 @@ def run_python(*args, prelude: str = '', ok: bool = True, cwd=REPO, env: Optiona
 def run_tool_here(tool, *args) -> Run:
     """``python TOOL ARGS`` as ``__main__`` in this interpreter, from the repository root: its exit
     code and what it printed. For refusals, which end before any work: a fresh interpreter spends
-    about 10 s importing OpenMMLab first. An exception that the tool does not turn into a message
+    about 11 s importing OpenMMLab first (docs/development.md). An exception that the tool does not turn into a message
     propagates (a user would see a traceback) and fails the test."""
     from mmengine.visualization import Visualizer
     out, err = io.StringIO(), io.StringIO()
