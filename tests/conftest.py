@@ -20,10 +20,15 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
 
 def pytest_collection_modifyitems(items):
     """The tests that build Mask2Former or DiNAT-L at full width need several GB each: they run
-    on one worker, one after another (xdist's loadgroup), never two at once."""
+    on one worker, one after another (xdist's loadgroup), never two at once. The readers of a
+    trained toy checkpoint share a worker too: each worker would train its own."""
     for item in items:
         if 'mask2former' in item.nodeid or 'dinat_large' in item.nodeid:
             item.add_marker(pytest.mark.xdist_group('full_width_dinat_large'))
+        else:
+            for fixture in ('det_checkpoint', 'seg_checkpoint'):
+                if fixture in getattr(item, 'fixturenames', ()):
+                    item.add_marker(pytest.mark.xdist_group(fixture))
 
 from tests.helpers.tools import (DET_TOY, SEG_TOY, run_python, toy_ade_options, toy_coco_options,  # noqa: E402
                                   train_options)

@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_device_benchmark_runs_every_table_on_cpu():
     env = dict(os.environ, TRITON_INTERPRET='1')
     # 32x32: the first level (8x8) is the only one as large as the kernel, and is what runs the peers
+    # one thread, as every tool a test worker starts (tests/conftest.py): two would contend with the other worker
     run = subprocess.run([sys.executable, '-m', 'benchmarks', '--device', 'cpu', '--image', '32', '32',
-                          '--repeats', '1'], cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
+                          '--repeats', '1', '--threads', '1'], cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     number = r'\d+\.\d+'

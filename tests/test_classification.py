@@ -176,7 +176,10 @@ def toy_imagenet(tmp_path_factory):
 @pytest.mark.slow
 def test_toy_run_trains_and_reports_top1_top5_and_the_confusion_matrix(toy_imagenet, tmp_path):
     work = tmp_path / 'work'
-    run_python('tools/train.py', CLS_TOY, *train_options(work, 2, *toy_imagenet_options(toy_imagenet)))
+    # the one training run in the suite that keeps its validation loop: it runs after the last iteration
+    log = run_python('tools/train.py', CLS_TOY, *train_options(work, 2, *toy_imagenet_options(toy_imagenet),
+                                                               validate=True)).log
+    assert re.search(r'Iter\(val\) \[\d+/\d+\]\s+accuracy/top1: \d+\.\d+', log), log[-2000:]
     out = run_python('tools/test.py', CLS_TOY, work / 'iter_2.pth', '--work-dir', work,
                      '--cfg-options', *toy_imagenet_options(toy_imagenet))
     assert re.search(r'top-1 \d+\.\d %   top-5 \d+\.\d %', out.stdout), out.stdout[-2000:]

@@ -16,7 +16,7 @@ from dinat_mm.checkpoint import load_checkpoint_file
 from tests.helpers.tools import DET_TOY as TOY
 from tests.helpers.models import (BACKBONE_TYPES, at_reduced_width, build_model, check_full_size, family,
                                    train_step_and_predict, with_few_rois)
-from tests.helpers.tools import (FEW_LAYERS, ONE_ITER, REPO, SHALLOW_DINAT_L, as_shipped, run_python, run_tool_here,
+from tests.helpers.tools import (FEW_LAYERS, NO_VAL, ONE_ITER, REPO, SHALLOW_DINAT_L, as_shipped, run_python, run_tool_here,
                                  toy_coco_options, train_options)
 
 DET_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('*maskrcnn_*_coco.py'))
@@ -128,8 +128,8 @@ def _coco_layout(root: Path, toy: Path) -> None:
 def test_maskrcnn_tiny_coco_config_starts_training_on_data_coco(toy_coco, tmp_path):
     _coco_layout(tmp_path / 'data' / 'coco', toy_coco)
     log = run_tool(REPO / 'tools/train.py', REPO / 'configs/maskrcnn_dinat_tiny_coco.py', '--work-dir', tmp_path / 'work',
-                   '--cfg-options', 'model.backbone.init_cfg=None', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=2',
-                   'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+                   '--cfg-options', 'model.backbone.init_cfg=None', 'train_cfg.max_epochs=1',
+                   'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False', *NO_VAL,
                    cwd=tmp_path)
     assert 'Epoch(train) [1][1/1]' in log
     assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
@@ -137,7 +137,7 @@ def test_maskrcnn_tiny_coco_config_starts_training_on_data_coco(toy_coco, tmp_pa
 
 # One config of each family and kind besides DiNAT's (whose Mask R-CNN tiny runs above), the options
 # that make its schedule one short run, and its test options.
-ONE_EPOCH = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=2']
+ONE_EPOCH = ['train_cfg.max_epochs=1', *NO_VAL]
 # A detector one epoch from random weights may score every box under the configs' 0.05 (these runs
 # are not seeded). The results are then empty and COCO evaluation prints no mAP. With any score
 # kept, each image has its top detections.
@@ -217,7 +217,7 @@ def _coco_panoptic_layout(root: Path, toy: Path) -> None:
 def test_mask2former_coco_panoptic_config_trains_and_test_names_what_evaluation_needs(toy_coco, tmp_path, monkeypatch):
     """mmdet's panoptic loading and PQ metric import panopticapi, which only git provides. Without
     it train.py refuses up front, naming it; with tests/helpers/stubs/panopticapi (only rgb2id) the config
-    trains (validation off); test.py then names panopticapi.evaluation before any inference."""
+    trains; test.py then names panopticapi.evaluation before any inference."""
     root = tmp_path / 'coco'
     _coco_panoptic_layout(root, toy_coco)
     config = REPO / 'configs/mask2former_dinat_large_coco_panoptic.py'
@@ -233,7 +233,7 @@ def test_mask2former_coco_panoptic_config_trains_and_test_names_what_evaluation_
         assert 'Traceback' not in out.stderr and not list(work.glob('*.pth'))
     stubs = str(REPO / 'tests' / 'helpers' / 'stubs')
     stub = dict(os.environ, PYTHONPATH=os.pathsep.join([stubs, os.environ.get('PYTHONPATH', '')]))
-    log = run_tool(*train, 'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None', cwd=tmp_path, env=stub)
+    log = run_tool(*train, cwd=tmp_path, env=stub)
     assert (work / 'iter_1.pth').is_file(), log[-2000:]
     test = [REPO / 'tools/test.py', config, work / 'iter_1.pth', '--work-dir', work, '--cfg-options', *options,
             *SHALLOW_DINAT_L]

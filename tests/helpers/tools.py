@@ -98,29 +98,35 @@ def toy_imagenet_options(root) -> list:
                                                                  'test_dataloader')]
 
 
-def train_options(work, iters: int, *extra) -> list:
-    """tools/train.py options for a short run that checkpoints at its last iteration and does not validate."""
-    return ['--work-dir', work, '--cfg-options', f'train_cfg.max_iters={iters}', 'train_cfg.val_interval=1000',
-            f'default_hooks.checkpoint.interval={iters}', *extra]
+# No validation loop: mmengine's train loops validate after the last iteration or epoch whatever
+# val_interval says. Last among the options, or a later val_dataloader.* entry re-creates a loader.
+NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
 
 
-# One training iteration of an iteration-based config (UPerNet, Mask2Former), at the config's batch
-# size (UPerNet's pooled BN needs more than one image). It saves no AdamW state, which test.py does
-# not read: Mask2Former DiNAT-L's checkpoint is 0.9 GB of weights, 2.6 GB with it.
-ONE_ITER = ['train_cfg.max_iters=1', 'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=1',
-            'default_hooks.checkpoint.save_optimizer=False']
+def train_options(work, iters: int, *extra, validate: bool = False) -> list:
+    """tools/train.py options for a short run that checkpoints at its last iteration and, unless
+    ``validate``, has no validation loop."""
+    return ['--work-dir', work, '--cfg-options', f'train_cfg.max_iters={iters}',
+            f'default_hooks.checkpoint.interval={iters}', *extra, *([] if validate else NO_VAL)]
 
 
-def as_shipped(data_root, *evaluator_options) -> list:
+# One training iteration of an iteration-based config (UPerNet, Mask2Former), without validation.
+# It saves no AdamW state, which test.py does not read: Mask2Former DiNAT-L's checkpoint is 0.9 GB
+# of weights, 2.6 GB with it.
+ONE_ITER = ['train_cfg.max_iters=1', 'default_hooks.checkpoint.interval=1',
+            'default_hooks.checkpoint.save_optimizer=False', *NO_VAL]
+
+
+def as_shipped(data_root, *evaluator_options, train_images: int = 1) -> list:
     """--cfg-options for running a shipped config as it is: the data root of its three loaders, its
-    evaluators' files, no ImageNet download and no worker processes; of the toy set, 2 training
-    images (one batch of the shipped configs, whose batch size is at most 2) and 1 test image
-    (mmengine's ``indices``): one iteration and one prediction check the wiring."""
+    evaluators' files, no ImageNet download and no worker processes; of the toy set, ``train_images``
+    training images (one batch: the shipped configs' batch size is at most 2; UPerNet's pooled BN
+    needs 2) and 1 test image (mmengine's ``indices``): one iteration and one prediction check the wiring."""
     loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
     return [f'{loader}.dataset.data_root={data_root}/' for loader in loaders] + list(evaluator_options) + \
         [f'{loader}.num_workers=0' for loader in loaders] + \
         [f'{loader}.persistent_workers=False' for loader in loaders] + ['model.backbone.init_cfg=None'] + \
-        [f'{loader}.dataset.indices={2 if loader.startswith("train") else 1}' for loader in loaders]
+        [f'{loader}.dataset.indices={train_images if loader.startswith("train") else 1}' for loader in loaders]
 
 
 # The toy configs' DiNAT-Mini cut to five layers (one of them dilated per level that fits it): for
