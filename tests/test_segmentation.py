@@ -13,7 +13,8 @@ from mmengine.config import Config
 from tests.helpers.kill_resume import assert_same_training_state, train_with_kills
 from tests.helpers.models import (BACKBONE_TYPES, at_reduced_width, build_model, check_full_size, family,
                                    seg_batch, train_step_and_predict)
-from tests.helpers.tools import NO_VAL, ONE_ITER, REPO, SHALLOW_DINAT_L, as_shipped, run_python, run_tool_here
+from tests.helpers.tools import (ONE_ITER, REPO, SHALLOW_DINAT_L, as_shipped, run_python, run_tool_here, toy_ade_options,
+                                 train_options)
 from tests.helpers.tools import SEG_TOY as TOY
 
 SEG_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / 'configs').glob('upernet_*_ade20k.py'))
@@ -40,10 +41,7 @@ def test_config_has_the_releases_size_and_trains_a_step_at_reduced_width_predict
 
 
 def _options(root, work, iters=2):
-    return ['--work-dir', work, '--cfg-options', *[f'{loader}.dataset.data_root={root}' for loader in
-                                                   ('train_dataloader', 'val_dataloader', 'test_dataloader')],
-            f'train_cfg.max_iters={iters}', f'default_hooks.checkpoint.interval={iters}',
-            'train_dataloader.batch_size=2', *NO_VAL]
+    return train_options(work, iters, *toy_ade_options(root), 'train_dataloader.batch_size=2')
 
 
 def _run(*args, env=None) -> str:
