@@ -6,8 +6,8 @@
 - :func:`make_toy_ade`: ADE20K-layout semantic segmentation (images/ and annotations/ with
   training/ and validation/, label PNGs where 0 is "ignore", as ``reduce_zero_label`` expects).
 - :func:`make_toy_imagenet`: ImageNet-style classification in class folders (``train/<class>/``,
-  ``val/<class>/``, mmpretrain's CustomDataset layout): six textures in random colours, scales,
-  orientations and phases, with noise.
+  ``val/<class>/``, mmpretrain's CustomDataset layout): six textures at random scales, orientations
+  and phases, each drawn in hues from its own band, on random colours, with noise.
 
 All write with :func:`dinat_mm.fileio.written_atomically`, so an interrupted run leaves nothing
 half-written, and all return at once when the folder already holds the same dataset.
@@ -170,11 +170,18 @@ def make_toy_ade(root, num_train: int = 300, num_val: int = 50, size: int = 256,
 
 
 TEXTURES = ('blobs', 'checker', 'dots', 'grid', 'rings', 'stripes')
+# Each texture's pattern takes its hue (OpenCV's 0-180) from a band around its own centre, 30 apart
+# and HUE_SPREAD either side, so neighbouring bands overlap: colour is a cue, as in ImageNet, and on
+# its own tells the class apart from one neighbour only near a band's centre (about 73 % right at
+# best); the texture settles the rest. Six textures that differ in geometry alone are not learned
+# from a few hundred images by a transformer trained from scratch in minutes.
+TEXTURE_HUES = (0, 30, 60, 90, 120, 150)
+HUE_SPREAD = 20
 
 
 def _texture(rng: np.random.RandomState, kind: str, size: int) -> np.ndarray:
-    """One texture image: a pattern in [0, 1] coloured with two random colours, plus noise. The
-    pattern's scale, orientation, phase and centre are random, so only its kind tells the class."""
+    """One texture image: a pattern coloured in a hue from the kind's band (:data:`TEXTURE_HUES`)
+    on a random colour, plus noise. The pattern's scale, orientation, phase and centre are random."""
     period = rng.uniform(size / 12, size / 5)
     angle = rng.uniform(0, np.pi)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -197,7 +204,10 @@ def _texture(rng: np.random.RandomState, kind: str, size: int) -> np.ndarray:
         cells = max(2, int(size / period))
         low = cv2.resize(rng.rand(cells, cells).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
         pattern = low > np.median(low)
-    colours = rng.randint(0, 256, size=(2, 3)).astype(np.float32)
+    centre = TEXTURE_HUES[TEXTURES.index(kind)]
+    hsv = np.uint8([[[(centre + rng.randint(-HUE_SPREAD, HUE_SPREAD + 1)) % 180, rng.randint(120, 256),
+                      rng.randint(120, 256)]]])
+    colours = np.stack([cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0], rng.randint(0, 256, size=3)]).astype(np.float32)
     while np.abs(colours[0] - colours[1]).sum() < 150:  # the two colours must differ visibly
         colours[1] = rng.randint(0, 256, size=3)
     img = np.where(pattern[..., None], colours[0], colours[1]) + rng.randn(size, size, 3) * 12
@@ -207,7 +217,7 @@ def _texture(rng: np.random.RandomState, kind: str, size: int) -> np.ndarray:
 def make_toy_imagenet(root, num_train: int = 600, num_val: int = 120, size: int = 128, seed: int = 0) -> Path:
     """Write ``root/{train,val}/<texture>/*.jpg``: ``num_train`` and ``num_val`` images in all, an
     equal share per class (:data:`TEXTURES`)."""
-    params = dict(kind='imagenet', num_train=num_train, num_val=num_val, size=size, seed=seed, version=1)
+    params = dict(kind='imagenet', num_train=num_train, num_val=num_val, size=size, seed=seed, version=2)
 
     def fill(tmp: Path) -> None:
         for split, count, split_seed in (('train', num_train, seed), ('val', num_val, seed + 10_000)):
@@ -225,7 +235,7 @@ def make_toy_hub(root, seed: int = 0) -> Path:
     """Write ``root/model/`` as Hugging Face publishes a DinatForImageClassification (config.json,
     model.safetensors) with random weights of DiNAT-Mini's ImageNet-1K architecture, and
     ``root/image.jpg`` (a toy texture): a stand-in for a hub download, which this needs none of."""
-    params = dict(kind='hub', seed=seed, version=1)
+    params = dict(kind='hub', seed=seed, version=2)
 
     def fill(tmp: Path) -> None:
         import torch

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from dinat_mm.toydata import make_toy_ade, make_toy_coco
+from dinat_mm.toydata import make_toy_ade, make_toy_coco, make_toy_imagenet
 
 
 def digest(root):
@@ -75,3 +75,19 @@ def test_ade_shape_classes_have_their_own_hue_bands(tmp_path):
             assert low <= hue <= high or distance <= 4, (path.name, cls, hue)
             seen.add(cls)
     assert seen == {3, 4, 5}
+
+
+def test_imagenet_textures_are_drawn_in_their_own_hue_bands(tmp_path):
+    # Each texture's pattern has an OpenCV hue within 20 of its class's centre (0, 30, ..., 150, in
+    # TEXTURES order); the other colour is free. Thin grid lines and small dots cover a few percent
+    # of an image, and JPEG blurs their edges: at least 2 % of the pixels, saturated, must be in band.
+    root = make_toy_imagenet(tmp_path / 'imagenet', num_train=60, num_val=6, size=128, seed=4)
+    centres = dict(blobs=0, checker=30, dots=60, grid=90, rings=120, stripes=150)
+    for kind, centre in centres.items():
+        paths = sorted((root / 'train' / kind).glob('*.jpg'))
+        assert len(paths) == 10
+        for path in paths:
+            hsv = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2HSV).astype(int)
+            distance = np.minimum(np.abs(hsv[..., 0] - centre), 180 - np.abs(hsv[..., 0] - centre))
+            in_band = ((distance <= 20 + 3) & (hsv[..., 1] >= 100)).mean()
+            assert in_band >= 0.02, (path.name, kind, in_band)

@@ -1,6 +1,6 @@
 # The classification demo: a DiNAT-Mini ImageNet classifier (configs/imagenet/dinat_mini_in1k_224.py)
 # trained from scratch on the embedded toy set (tools/make_toy_data.py imagenet data/toy_imagenet:
-# six textures, 128x128 images in class folders), on CPU.
+# six textures, each in hues from its own band, 128x128 images in class folders), on CPU.
 # Changed from the ImageNet config: data (6 classes, mmpretrain's CustomDataset), image size
 # (trained and tested at 112 px), the dilations that fit 112 px (levels 28, 14, 7 and 4 wide),
 # augmentation (crop and flip only: no RandAugment, erasing, Mixup or CutMix) and a short
@@ -10,7 +10,7 @@ _base_ = ['../imagenet/dinat_mini_in1k_224.py']
 data_root = 'data/toy_imagenet/'
 classes = ('blobs', 'checker', 'dots', 'grid', 'rings', 'stripes')
 img_size = 112
-max_iters = 300
+max_iters = 400
 
 data_preprocessor = dict(num_classes=len(classes))
 model = dict(
