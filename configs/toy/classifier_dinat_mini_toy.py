@@ -59,3 +59,4 @@ train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, 
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 default_hooks = dict(logger=dict(interval=25), checkpoint=dict(by_epoch=False, interval=max_iters))
 log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)
