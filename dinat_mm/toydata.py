@@ -55,10 +55,15 @@ def _shape_mask(rng: np.random.RandomState, shape: str, size: int, radius_range=
     return mask.astype(bool)
 
 
+def _vivid(rng: np.random.RandomState, hue: int, low: int) -> np.ndarray:
+    """The BGR colour of OpenCV ``hue`` (0-180) at a random saturation and value in [low, 255]."""
+    hsv = np.uint8([[[hue, rng.randint(low, 256), rng.randint(low, 256)]]])
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+
+
 def _paint(rng: np.random.RandomState, img: np.ndarray, mask: np.ndarray, hues=(0, 180)) -> None:
     """A random saturated colour (OpenCV hue drawn from ``hues``) with a little texture."""
-    hsv = np.uint8([[[rng.randint(*hues), rng.randint(150, 256), rng.randint(150, 256)]]])
-    colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+    colour = _vivid(rng, rng.randint(*hues), 150)
     texture = rng.randn(int(mask.sum()), 1) * 12
     img[mask] = np.clip(colour[None] + texture, 0, 255)
 
@@ -170,17 +175,17 @@ def make_toy_ade(root, num_train: int = 300, num_val: int = 50, size: int = 256,
 
 
 TEXTURES = ('blobs', 'checker', 'dots', 'grid', 'rings', 'stripes')
-# Each texture's pattern takes its hue (OpenCV's 0-180) from a band around its own centre, 30 apart
-# and HUE_SPREAD either side, so neighbouring bands overlap: colour is a cue, as in ImageNet, and on
-# its own tells the class apart from one neighbour only near a band's centre (about 73 % right at
-# best); the texture settles the rest. Six textures that differ in geometry alone are not learned
-# from a few hundred images by a transformer trained from scratch in minutes.
-TEXTURE_HUES = (0, 30, 60, 90, 120, 150)
+# Each texture's pattern takes its hue (OpenCV's 0-180) from a band around its own centre, the
+# centres spread evenly (30 apart for six) and HUE_SPREAD either side, so neighbouring bands overlap:
+# colour is a cue, as in ImageNet, and on its own tells the class apart from one neighbour only near
+# a band's centre (about 73 % right at best); the texture settles the rest. Six textures that differ
+# in geometry alone are not learned from a few hundred images by a transformer trained from scratch
+# in minutes.
 HUE_SPREAD = 20
 
 
 def _texture(rng: np.random.RandomState, kind: str, size: int) -> np.ndarray:
-    """One texture image: a pattern coloured in a hue from the kind's band (:data:`TEXTURE_HUES`)
+    """One texture image: a pattern coloured in a hue from the kind's band (:data:`HUE_SPREAD`)
     on a random colour, plus noise. The pattern's scale, orientation, phase and centre are random."""
     period = rng.uniform(size / 12, size / 5)
     angle = rng.uniform(0, np.pi)
@@ -204,10 +209,9 @@ def _texture(rng: np.random.RandomState, kind: str, size: int) -> np.ndarray:
         cells = max(2, int(size / period))
         low = cv2.resize(rng.rand(cells, cells).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
         pattern = low > np.median(low)
-    centre = TEXTURE_HUES[TEXTURES.index(kind)]
-    hsv = np.uint8([[[(centre + rng.randint(-HUE_SPREAD, HUE_SPREAD + 1)) % 180, rng.randint(120, 256),
-                      rng.randint(120, 256)]]])
-    colours = np.stack([cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0], rng.randint(0, 256, size=3)]).astype(np.float32)
+    centre = TEXTURES.index(kind) * 180 // len(TEXTURES)
+    hue = (centre + rng.randint(-HUE_SPREAD, HUE_SPREAD + 1)) % 180
+    colours = np.stack([_vivid(rng, hue, 120), rng.randint(0, 256, size=3)]).astype(np.float32)
     while np.abs(colours[0] - colours[1]).sum() < 150:  # the two colours must differ visibly
         colours[1] = rng.randint(0, 256, size=3)
     img = np.where(pattern[..., None], colours[0], colours[1]) + rng.randn(size, size, 3) * 12
